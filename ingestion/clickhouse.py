@@ -1,0 +1,73 @@
+"""The ingestion app's ClickHouse tables: spans, and their content stored once per hash."""
+
+from django.conf import settings
+
+from llmops.clickhouse_schema import Table
+
+
+def spans() -> Table:
+    return Table(
+        name="spans",
+        columns="""
+org_id UInt64,
+trace_id String,
+span_id String,
+parent_span_id String,
+name String,
+kind LowCardinality(String),
+status LowCardinality(String),
+status_message String,
+start_time DateTime64(6, 'UTC'),
+end_time Nullable(DateTime64(6, 'UTC')),
+duration_ms Float64 MATERIALIZED if(isNull(end_time), 0,
+    dateDiff('microsecond', start_time, assumeNotNull(end_time)) / 1000.),
+model LowCardinality(String),
+provider LowCardinality(String),
+input_hash String,
+output_hash String,
+input_tokens UInt64,
+output_tokens UInt64,
+cached_input_tokens UInt64,
+total_tokens UInt64,
+usage_source LowCardinality(String),
+cost Decimal64(12),
+cost_source LowCardinality(String),
+price_id UInt64,
+session_id String,
+user_id String,
+tags Array(LowCardinality(String)),
+metadata Map(LowCardinality(String), String),
+environment LowCardinality(String),
+received_at DateTime64(6, 'UTC'),
+ingested_at DateTime64(6, 'UTC') DEFAULT now64(6),
+version UInt64,
+INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+INDEX idx_session_id session_id TYPE bloom_filter(0.01) GRANULARITY 4,
+INDEX idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 4
+""",
+        # The newest version of a span wins; readers deduplicate with FINAL.
+        engine="ReplacingMergeTree(version)",
+        partition_by="toYYYYMM(start_time)",
+        order_by="(org_id, toDate(start_time), trace_id, span_id)",
+        ttl=f"toDateTime(start_time) + INTERVAL {settings.CLICKHOUSE_SPANS_TTL_DAYS} DAY",
+        shard_key="cityHash64(org_id)",
+    )
+
+
+def span_content() -> Table:
+    return Table(
+        name="span_content",
+        columns="""
+org_id UInt64,
+content_hash String,
+format LowCardinality(String),
+content String CODEC(ZSTD(3)),
+last_seen DateTime64(3, 'UTC') DEFAULT now64(3)
+""",
+        # Each body is stored once per org; seeing it again refreshes last_seen, so the
+        # TTL keeps what recent spans still point to.
+        engine="ReplacingMergeTree(last_seen)",
+        order_by="(org_id, content_hash)",
+        ttl=f"toDateTime(last_seen) + INTERVAL {settings.CLICKHOUSE_SPANS_TTL_DAYS} DAY",
+        shard_key="cityHash64(content_hash)",
+    )

@@ -1,0 +1,98 @@
+"""The span as clients send it and as it travels on Kafka (msgspec: fast, exact errors)."""
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+OptionalId = Annotated[str, msgspec.Meta(max_length=128)]
+Tokens = Annotated[int, msgspec.Meta(ge=0)]
+Scalar = str | int | float | bool | None
+
+SpanKind = Literal["llm", "chain", "tool", "retrieval", "embedding", "agent", "other"]
+SpanStatus = Literal["ok", "error"]
+
+# Message format on Kafka; bump when a field's meaning changes, and keep decoding the old.
+MESSAGE_VERSION = 1
+
+
+class Usage(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True):
+    input_tokens: Tokens | None = None
+    output_tokens: Tokens | None = None
+    cached_input_tokens: Tokens | None = None
+    total_tokens: Tokens | None = None
+
+
+class SpanIn(msgspec.Struct, omit_defaults=True):
+    trace_id: Id
+    span_id: Id
+    name: Annotated[str, msgspec.Meta(max_length=1024)]
+    start_time: datetime
+    parent_span_id: OptionalId | None = None
+    kind: SpanKind = "other"
+    end_time: datetime | None = None
+    status: SpanStatus = "ok"
+    status_message: str = ""
+    model: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    provider: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    input: Any = None
+    output: Any = None
+    usage: Usage | None = None
+    cost: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    session_id: OptionalId = ""
+    user_id: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    tags: list[Annotated[str, msgspec.Meta(max_length=256)]] = []
+    metadata: dict[str, Scalar] = {}
+    environment: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "default"
+
+
+KNOWN_FIELDS = frozenset(SpanIn.__struct_fields__)
+
+
+class SpanMessage(msgspec.Struct, array_like=True):
+    """One accepted span on the spans topic: who sent it, when, and the span itself."""
+
+    v: int
+    org_id: int
+    received_at_us: int
+    span: SpanIn
+
+
+_ERROR_PATH = re.compile(r"^(?P<message>.*?) - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>\w+)`")
+
+
+def field_error(error: msgspec.ValidationError) -> dict[str, str]:
+    """msgspec's message as {field: message}, the field dotted (`usage.input_tokens`)."""
+    text = str(error)
+    missing = _MISSING.match(text)
+    if missing:
+        return {missing.group("field"): "this field is required"}
+    match = _ERROR_PATH.match(text)
+    if match and match.group("path"):
+        path = re.sub(r"\[[^\]]*\]", "", match.group("path"))
+        return {path: match.group("message")}
+    return {"span": text}
+
+
+def validate_span(raw: Any) -> tuple[SpanIn | None, dict[str, str], list[str]]:
+    """(span, errors, unknown field names) for one element of the request's `spans` list."""
+    if not isinstance(raw, dict):
+        return None, {"span": "expected a JSON object"}, []
+    try:
+        span = msgspec.convert(raw, SpanIn)
+    except msgspec.ValidationError as exc:
+        return None, field_error(exc), []
+    errors = {}
+    # RFC 3339 times carry an offset; a bare one is read as UTC rather than refused.
+    if span.start_time.tzinfo is None:
+        span.start_time = span.start_time.replace(tzinfo=UTC)
+    if span.end_time is not None:
+        if span.end_time.tzinfo is None:
+            span.end_time = span.end_time.replace(tzinfo=UTC)
+        if span.end_time < span.start_time:
+            errors["end_time"] = "end_time is before start_time"
+    unknown = [name for name in raw if name not in KNOWN_FIELDS]
+    return (None if errors else span), errors, unknown

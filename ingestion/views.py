@@ -1,0 +1,139 @@
+"""POST /api/v1/spans: thin; parsing limits here, the rest in services.accept."""
+
+import zlib
+
+import orjson
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.parsers import BaseParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ingestion.auth import ApiKeyAuthentication, HasOrg
+from ingestion.services.accept import IngestionPaused, RateLimited, accept_spans
+from ingestion.services.publish import PublishFailed
+
+
+class Unavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.wait = retry_after  # DRF's handler turns `wait` into Retry-After
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+class RawJSONParser(BaseParser):
+    """Declares JSON for the docs; the view reads the bytes itself, with its own limits."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return None
+
+
+def read_body(request) -> bytes:
+    """The body, gunzipped when asked, refused past INGEST_MAX_BODY_BYTES either way."""
+    limit = settings.INGEST_MAX_BODY_BYTES
+    too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes")
+    length = request.META.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > limit:
+        raise too_large
+    body = request._request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    if request.META.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise exceptions.ParseError(f"body is not valid gzip: {exc}") from exc
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise too_large
+    return body
+
+
+def parse_spans(body: bytes) -> list:
+    if not body.strip():
+        raise exceptions.ParseError('empty body: expected {"spans": [...]}')
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise exceptions.ParseError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or "spans" not in payload:
+        raise exceptions.ParseError('expected a JSON object with a `spans` list')
+    spans = payload["spans"]
+    if not isinstance(spans, list):
+        raise exceptions.ParseError("`spans` must be a list")
+    if not spans:
+        raise exceptions.ParseError("`spans` is empty")
+    limit = settings.INGEST_MAX_SPANS_PER_REQUEST
+    if len(spans) > limit:
+        raise PayloadTooLarge(f"`spans` has {len(spans)} items; at most {limit} per request")
+    return spans
+
+
+SPAN_EXAMPLE = {
+    "spans": [{
+        "trace_id": "tr-1", "span_id": "sp-1", "name": "chat", "kind": "llm",
+        "start_time": "2026-11-27T10:00:00.000Z", "end_time": "2026-11-27T10:00:01.250Z",
+        "model": "gpt-4o-mini", "provider": "openai",
+        "input": [{"role": "user", "content": "Hello"}], "output": "Hi!",
+        "usage": {"input_tokens": 9, "output_tokens": 3},
+        "session_id": "s-1", "user_id": "u-1", "tags": ["prod"], "metadata": {"team": "a"},
+    }]
+}
+
+
+class SpansView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasOrg]
+    parser_classes = [RawJSONParser]
+
+    @extend_schema(
+        operation_id="ingest_spans",
+        summary="Send spans",
+        description=(
+            "Accepts up to INGEST_MAX_SPANS_PER_REQUEST spans (default 1,000) and "
+            "INGEST_MAX_BODY_BYTES (default 5 MB, gzip accepted). A span counts as accepted "
+            "only once Kafka has acknowledged it. 202: all accepted; 207: some rejected, "
+            "each with its index and field errors; 429/503 carry Retry-After."
+        ),
+        request={"application/json": {"type": "object"}},
+        examples=[OpenApiExample("one LLM span", value=SPAN_EXAMPLE, request_only=True)],
+        responses={
+            202: OpenApiResponse(description='{"accepted": n}'),
+            207: OpenApiResponse(description='{"accepted": n, "rejected": [...]}'),
+            400: OpenApiResponse(description="not JSON, or no `spans` list"),
+            401: OpenApiResponse(description="no or bad API key"),
+            413: OpenApiResponse(description="body or batch too large"),
+            429: OpenApiResponse(description="org over its ingestion rate"),
+            503: OpenApiResponse(description="Kafka unavailable, or read-only mode"),
+        },
+    )
+    def post(self, request):
+        spans = parse_spans(read_body(request))
+        try:
+            result = accept_spans(org=request.user, spans=spans)
+        except RateLimited as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from exc
+        except IngestionPaused as exc:
+            raise Unavailable(str(exc), settings.INGEST_RETRY_AFTER_S) from exc
+        except PublishFailed as exc:
+            detail = f"spans not stored, retry: {exc}"
+            raise Unavailable(detail, settings.INGEST_RETRY_AFTER_S) from exc
+        body = {"accepted": result.accepted}
+        if result.sampled_out:
+            body["sampled_out"] = result.sampled_out
+        if result.warnings:
+            body["warnings"] = result.warnings
+        if result.rejected:
+            body["rejected"] = result.rejected
+            return Response(body, status=status.HTTP_207_MULTI_STATUS)
+        return Response(body, status=status.HTTP_202_ACCEPTED)

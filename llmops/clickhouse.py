@@ -1,0 +1,62 @@
+"""The shared ClickHouse client: one per thread, configured from CLICKHOUSE_URL."""
+
+import threading
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from django.conf import settings
+
+_local = threading.local()
+
+
+def connection_params(url: str | None = None) -> dict:
+    """host, port, username, password, database and secure flag from a URL."""
+    parsed = urlparse(url or settings.CLICKHOUSE_URL)
+    secure = parsed.scheme == "https"
+    return {
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or (8443 if secure else 8123),
+        "username": parsed.username or "default",
+        "password": parsed.password or "",
+        "database": parsed.path.lstrip("/") or "default",
+        "secure": secure,
+    }
+
+
+def database() -> str:
+    return connection_params()["database"]
+
+
+def new_client(*, database: str | None = None, **overrides) -> Client:
+    params = connection_params()
+    if database is not None:
+        params["database"] = database
+    params.update(overrides)
+    return clickhouse_connect.get_client(
+        **params,
+        connect_timeout=settings.CLICKHOUSE_CONNECT_TIMEOUT_S,
+        send_receive_timeout=settings.CLICKHOUSE_QUERY_TIMEOUT_S,
+        # Sessions serialise queries on the server side; we need none.
+        autogenerate_session_id=False,
+    )
+
+
+def get_client() -> Client:
+    """The calling thread's client (clickhouse-connect clients are not thread-safe)."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = _local.client = new_client()
+    return client
+
+
+def ensure_database() -> None:
+    """Create the configured database (the client must connect to `default` for that)."""
+    name = database()
+    admin = new_client(database="default")
+    try:
+        cluster = settings.CLICKHOUSE_CLUSTER
+        on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+        admin.command(f"CREATE DATABASE IF NOT EXISTS `{name}`{on_cluster}")
+    finally:
+        admin.close()

@@ -1,0 +1,41 @@
+"""Which ClickHouse failures may pass on retry (seed `clickhouse_write`: NETWORK_ERROR,
+TIMEOUT, TABLE_LOCKED) and which never will (QUOTA_EXCEEDED, INVALID_DATA)."""
+
+import re
+
+from clickhouse_connect.driver.exceptions import (
+    DatabaseError,
+    DataError,
+    OperationalError,
+    ProgrammingError,
+)
+
+RETRYABLE_CODES = {
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    241,  # MEMORY_LIMIT_EXCEEDED: a merge may free it
+    242,  # TABLE_IS_READ_ONLY
+    252,  # TOO_MANY_PARTS
+    473,  # DEADLOCK_AVOIDED (a lock not taken in time: TABLE_LOCKED)
+    999,  # KEEPER_EXCEPTION
+}
+_CODE = re.compile(r"Code: (\d+)")
+
+
+def error_code(exc: BaseException) -> int | None:
+    match = _CODE.search(str(exc))
+    return int(match.group(1)) if match else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Network trouble and the server's transient states are; a rejected row is not."""
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DataError | ProgrammingError):
+        return False  # raised by the client before sending: the rows themselves are bad
+    if isinstance(exc, DatabaseError):
+        code = error_code(exc)
+        return code is None or code in RETRYABLE_CODES
+    return False

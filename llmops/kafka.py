@@ -1,0 +1,97 @@
+"""Kafka: topic names, the process's producer, consumers and topic creation."""
+
+import atexit
+import logging
+from dataclasses import dataclass
+from functools import cache
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+
+
+def spans_topic() -> Topic:
+    return Topic(settings.KAFKA_SPANS_TOPIC, settings.KAFKA_SPANS_PARTITIONS)
+
+
+def dead_letter_topic() -> Topic:
+    # Dead letters are rare; a few partitions keep them ordered enough to replay.
+    return Topic(settings.KAFKA_DEAD_LETTER_TOPIC, 3)
+
+
+def all_topics() -> list[Topic]:
+    return [spans_topic(), dead_letter_topic()]
+
+
+def admin_client() -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+
+
+def ensure_topics(timeout: float = 30.0) -> list[str]:
+    """Create the project's topics that do not exist yet; returns the names created."""
+    admin = admin_client()
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [
+        NewTopic(
+            topic.name,
+            num_partitions=topic.partitions,
+            replication_factor=settings.KAFKA_REPLICATION_FACTOR,
+            config={"retention.ms": str(settings.KAFKA_RETENTION_MS)},
+        )
+        for topic in all_topics()
+        if topic.name not in existing
+    ]
+    if not missing:
+        return []
+    for future in admin.create_topics(missing, request_timeout=timeout).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            # Another process created it between our list and our create: fine.
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    return [topic.topic for topic in missing]
+
+
+def producer_config() -> dict:
+    return {
+        "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        # Idempotence makes librdkafka's own retries safe: no duplicates, order kept.
+        "enable.idempotence": True,
+        "acks": settings.KAFKA_PUBLISH_ACKS,
+        "retries": settings.KAFKA_PUBLISH_RETRIES,
+        "retry.backoff.ms": settings.KAFKA_PUBLISH_RETRY_BACKOFF_MS,
+        "linger.ms": settings.KAFKA_LINGER_MS,
+        "compression.type": settings.KAFKA_COMPRESSION,
+        "message.timeout.ms": int(settings.KAFKA_PUBLISH_TIMEOUT_S * 1000),
+    }
+
+
+@cache
+def get_producer() -> Producer:
+    """The process's producer, flushed at exit so nothing queued is dropped."""
+    producer = Producer(producer_config())
+    atexit.register(producer.flush, 10)
+    return producer
+
+
+def new_consumer(**overrides) -> Consumer:
+    config = {
+        "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        "group.id": settings.KAFKA_CONSUMER_GROUP,
+        # Offsets are committed by hand, only after ClickHouse has the rows.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+    }
+    config.update(overrides)
+    return Consumer(config)

@@ -1,0 +1,10 @@
+"""Settings, split by topic; every tunable reads the environment through `env`."""
+
+from .base import *  # noqa: F403
+from .caching import *  # noqa: F403
+from .celery import *  # noqa: F403
+from .clickhouse import *  # noqa: F403
+from .ingestion import *  # noqa: F403
+from .kafka import *  # noqa: F403
+from .operations import *  # noqa: F403
+from .reliability import *  # noqa: F403

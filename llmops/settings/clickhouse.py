@@ -1,0 +1,14 @@
+"""ClickHouse: where it is, and whether DDL targets a cluster."""
+
+from .env import env
+
+CLICKHOUSE_URL = env("CLICKHOUSE_URL", "http://default:@127.0.0.1:8123/llmops")
+# Empty: one node, MergeTree-family engines. A name: Replicated* engines on that cluster
+# plus Distributed tables sharded as the design document says.
+CLICKHOUSE_CLUSTER = env("CLICKHOUSE_CLUSTER", "")
+CLICKHOUSE_CONNECT_TIMEOUT_S = env("CLICKHOUSE_CONNECT_TIMEOUT_S", 5)
+CLICKHOUSE_QUERY_TIMEOUT_S = env("CLICKHOUSE_QUERY_TIMEOUT_S", 60)
+# Seed: 90 days hot.
+CLICKHOUSE_SPANS_TTL_DAYS = env("CLICKHOUSE_SPANS_TTL_DAYS", 90)
+# How many recent insert tokens a table remembers, so a replayed batch is dropped.
+CLICKHOUSE_DEDUP_WINDOW = env("CLICKHOUSE_DEDUP_WINDOW", 10000)

@@ -1,0 +1,25 @@
+"""Span ingestion: request limits, per-org rates, sampling, drain batches and leases."""
+
+from .env import env
+
+INGEST_MAX_SPANS_PER_REQUEST = env("INGEST_MAX_SPANS_PER_REQUEST", 1000)
+INGEST_MAX_BODY_BYTES = env("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024)
+# Spans per org per rate window (RATE_LIMIT_WINDOW_S); an org row may override it.
+INGEST_DEFAULT_ORG_RATE_LIMIT = env("INGEST_DEFAULT_ORG_RATE_LIMIT", 600_000)
+INGEST_DEFAULT_SAMPLE_RATE = env("INGEST_DEFAULT_SAMPLE_RATE", 1.0)
+# Seed, level 2 "Reduced Sampling": sample rate 1 %.
+INGEST_DEGRADED_SAMPLE_RATE = env("INGEST_DEGRADED_SAMPLE_RATE", 0.01)
+INGEST_RETRY_AFTER_S = env("INGEST_RETRY_AFTER_S", 30)
+
+# Drains: one Celery task per partition, one lease per partition in Redis.
+DRAIN_BATCH_SIZE = env("DRAIN_BATCH_SIZE", 5000)
+DRAIN_BATCH_WAIT_MS = env("DRAIN_BATCH_WAIT_MS", 200)
+# A drain task works this long, then hands its partition back to the queue so none starves.
+DRAIN_TASK_BUDGET_S = env("DRAIN_TASK_BUDGET_S", 30.0)
+# A lease not renewed for this long passes to another worker (its holder died).
+DRAIN_LEASE_TTL_S = env("DRAIN_LEASE_TTL_S", 15)
+DRAIN_SCHEDULE_INTERVAL_S = env("DRAIN_SCHEDULE_INTERVAL_S", 2.0)
+# How long a process trusts a resolved API key (a revoked key stops within this time).
+API_KEY_CACHE_TTL_S = env("API_KEY_CACHE_TTL_S", 10.0)
+# A drain with nothing to read for this long ends, and the scheduler brings one back later.
+DRAIN_IDLE_EXIT_S = env("DRAIN_IDLE_EXIT_S", 5.0)

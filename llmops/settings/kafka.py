@@ -1,0 +1,25 @@
+"""Kafka: brokers, topics, producer and consumer tuning (seed: `kafka_publish` retry policy)."""
+
+from .env import env
+
+KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+KAFKA_SPANS_TOPIC = env("KAFKA_SPANS_TOPIC", "llmops.spans.v1")
+KAFKA_DEAD_LETTER_TOPIC = env("KAFKA_DEAD_LETTER_TOPIC", "llmops.spans.dead-letter")
+KAFKA_SPANS_PARTITIONS = env("KAFKA_SPANS_PARTITIONS", 12)
+# One broker locally; the design document's production value is 3.
+KAFKA_REPLICATION_FACTOR = env("KAFKA_REPLICATION_FACTOR", 1)
+# Seed: Kafka topics kept 7 days.
+KAFKA_RETENTION_MS = env("KAFKA_RETENTION_MS", 7 * 24 * 3600 * 1000)
+KAFKA_CONSUMER_GROUP = env("KAFKA_CONSUMER_GROUP", "llmops-drain")
+
+# Seed retry policy `kafka_publish`: 3 attempts, 50 ms initial backoff, acks=all,
+# retries 3, retry_backoff_ms 100.
+KAFKA_PUBLISH_MAX_ATTEMPTS = env("KAFKA_PUBLISH_MAX_ATTEMPTS", 3)
+KAFKA_PUBLISH_INITIAL_BACKOFF_MS = env("KAFKA_PUBLISH_INITIAL_BACKOFF_MS", 50)
+KAFKA_PUBLISH_ACKS = env("KAFKA_PUBLISH_ACKS", "all")
+KAFKA_PUBLISH_RETRIES = env("KAFKA_PUBLISH_RETRIES", 3)
+KAFKA_PUBLISH_RETRY_BACKOFF_MS = env("KAFKA_PUBLISH_RETRY_BACKOFF_MS", 100)
+# How long a request waits for Kafka's acknowledgement before answering 503.
+KAFKA_PUBLISH_TIMEOUT_S = env("KAFKA_PUBLISH_TIMEOUT_S", 10.0)
+KAFKA_LINGER_MS = env("KAFKA_LINGER_MS", 5)
+KAFKA_COMPRESSION = env("KAFKA_COMPRESSION", "lz4")

@@ -1,0 +1,24 @@
+"""Test settings: the same real services, with their own databases, topics and Redis DBs."""
+
+import dj_database_url
+
+from llmops.settings import *  # noqa: F403
+from llmops.settings import CACHES
+
+from .env import env
+
+# Tests run on PostgreSQL, as production does; pytest-django creates test_<name>.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("TEST_DATABASE_URL", "postgres://llmops:llmops@127.0.0.1:5432/llmops")
+    )
+}
+CLICKHOUSE_URL = env("TEST_CLICKHOUSE_URL", "http://default:@127.0.0.1:8123/llmops_test")
+KAFKA_SPANS_TOPIC = env("TEST_KAFKA_SPANS_TOPIC", "llmops.test.spans.v1")
+KAFKA_DEAD_LETTER_TOPIC = env("TEST_KAFKA_DEAD_LETTER_TOPIC", "llmops.test.spans.dead-letter")
+KAFKA_CONSUMER_GROUP = env("TEST_KAFKA_CONSUMER_GROUP", "llmops-test-drain")
+REDIS_URL = env("TEST_REDIS_URL", "redis://127.0.0.1:6379/2")
+CELERY_BROKER_URL = REDIS_URL
+CACHES = {"default": {**CACHES["default"], "LOCATION": "redis://127.0.0.1:6379/3"}}
+CACHES["default"]["KEY_PREFIX"] = "llmops-test"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

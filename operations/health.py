@@ -1,0 +1,61 @@
+"""Readiness checks for the stores the platform cannot work without."""
+
+import dataclasses
+import datetime
+
+from django.conf import settings
+from health_check.base import HealthCheck
+from health_check.exceptions import ServiceUnavailable
+
+from llmops.clickhouse import new_client
+from llmops.kafka import admin_client
+from llmops.redis import get_redis
+
+
+def _timeout() -> datetime.timedelta:
+    return datetime.timedelta(seconds=settings.HEALTH_CHECK_TIMEOUT_S)
+
+
+@dataclasses.dataclass
+class ClickHouse(HealthCheck):
+    timeout: datetime.timedelta = dataclasses.field(default_factory=_timeout, repr=False)
+
+    def run(self) -> None:
+        try:
+            client = new_client(database="default", connect_timeout=self.timeout.seconds or 1)
+            client.command("SELECT 1")
+            client.close()
+        except Exception as exc:
+            raise ServiceUnavailable(f"ClickHouse unreachable: {type(exc).__name__}") from exc
+
+
+@dataclasses.dataclass
+class Kafka(HealthCheck):
+    timeout: datetime.timedelta = dataclasses.field(default_factory=_timeout, repr=False)
+
+    def run(self) -> None:
+        try:
+            metadata = admin_client().list_topics(timeout=self.timeout.total_seconds())
+        except Exception as exc:
+            raise ServiceUnavailable(f"Kafka unreachable: {type(exc).__name__}") from exc
+        if not metadata.brokers:
+            raise ServiceUnavailable("Kafka answered with no brokers")
+
+
+@dataclasses.dataclass
+class Redis(HealthCheck):
+    timeout: datetime.timedelta = dataclasses.field(default_factory=_timeout, repr=False)
+
+    def run(self) -> None:
+        try:
+            get_redis().ping()
+        except Exception as exc:
+            raise ServiceUnavailable(f"Redis unreachable: {type(exc).__name__}") from exc
+
+
+READINESS_CHECKS = [
+    "health_check.checks.Database",
+    ClickHouse,
+    Kafka,
+    Redis,
+]

@@ -1,0 +1,144 @@
+"""Start and stop the platform's own processes: API (gunicorn), Celery workers, beat, flower.
+
+`up` migrates both databases, creates the Kafka topics and a demo API key, then starts each
+process in the background (logs in var/log, pid files in var/run) and prints the URLs.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+LOGS = VAR / "log"
+PIDS = VAR / "run"
+BIN = ROOT / ".venv" / "bin"
+API_PORT = int(os.environ.get("API_PORT", "8000"))
+FLOWER_PORT = int(os.environ.get("FLOWER_PORT", "5555"))
+API_WORKERS = os.environ.get("API_WORKERS", "2")
+WORKER_CONCURRENCY = os.environ.get("WORKER_CONCURRENCY", "4")
+
+PROCESSES = {
+    "api": [
+        str(BIN / "gunicorn"), "llmops.wsgi:application",
+        "--bind", f"127.0.0.1:{API_PORT}", "--workers", API_WORKERS,
+        "--access-logfile", "-", "--timeout", "60",
+    ],
+    "worker": [
+        str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
+        "-Q", "ingest,evaluation,costs,operations", "--concurrency", WORKER_CONCURRENCY,
+        "--hostname", "worker@%h",
+    ],
+    "beat": [
+        str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "INFO",
+        "--schedule", str(VAR / "celerybeat-schedule"),
+    ],
+    "flower": [
+        str(BIN / "celery"), "-A", "celery_app", "flower",
+        "--address=127.0.0.1", f"--port={FLOWER_PORT}",
+    ],
+}
+
+
+def manage(*args: str) -> str:
+    result = subprocess.run(
+        [str(BIN / "python"), "manage.py", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        sys.exit(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def pid_of(name: str) -> int | None:
+    path = PIDS / f"{name}.pid"
+    try:
+        pid = int(path.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def start(name: str) -> None:
+    if pid_of(name):
+        print(f"{name:8} already running")
+        return
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{name}.log", "ab") as log:
+        process = subprocess.Popen(
+            PROCESSES[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    (PIDS / f"{name}.pid").write_text(str(process.pid))
+    print(f"{name:8} started (pid {process.pid}, log var/log/{name}.log)")
+
+
+def stop(name: str) -> None:
+    pid = pid_of(name)
+    if not pid:
+        return
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and pid_of(name):
+        time.sleep(0.2)
+    if pid_of(name):
+        os.killpg(pid, signal.SIGKILL)
+    (PIDS / f"{name}.pid").unlink(missing_ok=True)
+    print(f"{name:8} stopped")
+
+
+def wait_for_api(timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{API_PORT}/health/live"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    sys.exit(f"the API did not answer {url} within {timeout:.0f}s; see var/log/api.log")
+
+
+def up() -> None:
+    manage("migrate", "--noinput")
+    manage("migrate_clickhouse")
+    manage("ensure_kafka_topics")
+    manage("collectstatic", "--noinput")
+    key = manage("create_api_key", "demo", "--name", "demo key").strip().splitlines()[-1]
+    for name in PROCESSES:
+        start(name)
+    wait_for_api()
+    print(
+        f"\nAPI      http://127.0.0.1:{API_PORT}/api/v1/spans"
+        f"\nDocs     http://127.0.0.1:{API_PORT}/api/docs/"
+        f"\nAdmin    http://127.0.0.1:{API_PORT}/admin/  (python manage.py createsuperuser)"
+        f"\nHealth   http://127.0.0.1:{API_PORT}/health/"
+        f"\nFlower   http://127.0.0.1:{FLOWER_PORT}/"
+        f"\nDemo API key (org 'demo'): {key}"
+        f"\nStop with: make stop"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("action", choices=["up", "down", "status"])
+    action = parser.parse_args().action
+    if action == "up":
+        up()
+    elif action == "down":
+        for name in reversed(list(PROCESSES)):
+            stop(name)
+    else:
+        for name in PROCESSES:
+            print(f"{name:8} {'up' if pid_of(name) else 'down'}")
+
+
+if __name__ == "__main__":
+    main()

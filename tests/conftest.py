@@ -1,0 +1,49 @@
+"""Shared fixtures. Every test runs against the real services; none is skipped when one is
+down: the run stops at once and says which service and how to start it."""
+
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+START_HINT = "start the services with `make services` (or run `make test`)"
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _require_services() -> None:
+    from llmops.clickhouse import connection_params
+
+    database = settings.DATABASES["default"]
+    redis_url = urlparse(settings.REDIS_URL)
+    kafka_host, kafka_port = settings.KAFKA_BOOTSTRAP_SERVERS.split(",")[0].rsplit(":", 1)
+    clickhouse = connection_params()
+    required = {
+        "PostgreSQL": (database.get("HOST") or "127.0.0.1", int(database.get("PORT") or 5432)),
+        "Redis": (redis_url.hostname, redis_url.port or 6379),
+        "Kafka": (kafka_host, int(kafka_port)),
+        "ClickHouse (embedded server)": (clickhouse["host"], clickhouse["port"]),
+    }
+    down = [f"{name} at {host}:{port}" for name, (host, port) in required.items()
+            if not _tcp_open(host, port)]
+    if down:
+        pytest.exit(f"services not reachable: {', '.join(down)}; {START_HINT}", returncode=3)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def platform_services():
+    """Fail fast when a service is down; then create topics and ClickHouse tables once."""
+    _require_services()
+    from llmops import clickhouse_migrations
+    from llmops.kafka import ensure_topics
+
+    ensure_topics()
+    for migration in clickhouse_migrations.pending():
+        clickhouse_migrations.apply(migration)

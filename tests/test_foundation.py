@@ -1,0 +1,104 @@
+"""The foundation against the real services: Kafka, Redis, PostgreSQL, ClickHouse DDL."""
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+
+from llmops import clickhouse_migrations
+from llmops.clickhouse import get_client
+from llmops.kafka import get_producer, new_consumer, spans_topic
+from llmops.redis import get_redis
+
+
+def test_kafka_round_trip_on_the_spans_topic():
+    topic = spans_topic()
+    metadata = get_producer().list_topics(topic.name, timeout=10)
+    assert len(metadata.topics[topic.name].partitions) == settings.KAFKA_SPANS_PARTITIONS
+
+    marker = uuid.uuid4().hex.encode()
+    producer = get_producer()
+    delivered = []
+    producer.produce(topic.name, value=marker, key=b"k", partition=0,
+                     on_delivery=lambda err, msg: delivered.append((err, msg.offset())))
+    producer.flush(10)
+    assert delivered and delivered[0][0] is None
+    offset = delivered[0][1]
+
+    consumer = new_consumer(**{"group.id": f"test-{uuid.uuid4().hex}"})
+    try:
+        consumer.assign([TopicPartition(topic.name, 0, offset)])
+        message = consumer.poll(10)
+        assert message is not None and message.error() is None
+        assert message.value() == marker
+    finally:
+        consumer.close()
+
+
+def test_redis_answers_and_expires():
+    redis = get_redis()
+    key = f"test:{uuid.uuid4().hex}"
+    redis.set(key, "v", px=200)
+    assert redis.get(key) == b"v"
+    time.sleep(0.3)
+    assert redis.get(key) is None
+
+
+@pytest.mark.django_db
+def test_django_runs_on_postgresql():
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        assert cursor.fetchone()[0].startswith("test_")
+
+
+def test_clickhouse_migrations_are_applied_and_recorded():
+    assert clickhouse_migrations.pending() == []
+    recorded = {row[0] for row in get_client().query(
+        "SELECT name FROM clickhouse_migrations FINAL").result_rows}
+    assert {migration.label for migration in clickhouse_migrations.discover()} <= recorded
+
+
+def test_migration_numbers_are_unique_and_well_named():
+    root = Path(settings.BASE_DIR)
+    files = sorted(root.glob("*/clickhouse_migrations/[0-9]*.py"))
+    assert files, "no ClickHouse migration found"
+    numbers = [int(path.name[:4]) for path in files]
+    assert all(re.fullmatch(r"\d{4}_[a-z0-9_]+\.py", path.name) for path in files)
+    duplicates = {n for n in numbers if numbers.count(n) > 1}
+    assert not duplicates, f"migration numbers used twice: {sorted(duplicates)}"
+    assert len(clickhouse_migrations.discover()) == len(files)
+
+
+def _all_statements() -> list[str]:
+    return [s for m in clickhouse_migrations.discover() for s in m.statements()]
+
+
+def test_cluster_ddl_parses_in_clickhouse():
+    with override_settings(CLICKHOUSE_CLUSTER="llmops_cluster"):
+        statements = _all_statements()
+    creates = [s for s in statements if s.startswith("CREATE TABLE")]
+    assert any("ENGINE = Distributed(llmops_cluster" in s for s in creates)
+    assert all("ON CLUSTER llmops_cluster" in s for s in statements)
+    for statement in creates:
+        if "Distributed" not in statement:
+            assert "ENGINE = Replicated" in statement, statement
+    client = get_client()
+    for statement in statements:
+        formatted = client.query("SELECT formatQuery({sql:String})",
+                                 parameters={"sql": statement}).result_rows[0][0]
+        assert formatted.startswith(("CREATE", "ALTER"))
+
+
+def test_single_node_ddl_has_no_cluster_and_keeps_dedup_tokens():
+    statements = _all_statements()
+    assert not any("ON CLUSTER" in s or "Replicated" in s for s in statements)
+    for statement in statements:
+        if statement.startswith("CREATE TABLE") and "MergeTree" in statement:
+            assert "non_replicated_deduplication_window" in statement, statement
