@@ -37,13 +37,60 @@ def _require_services() -> None:
         pytest.exit(f"services not reachable: {', '.join(down)}; {START_HINT}", returncode=3)
 
 
+def _skip_leftover_messages() -> None:
+    """Move the test consumer group to the end of each partition: messages an earlier,
+    aborted run left behind carry org ids that this run's fresh database reuses."""
+    from confluent_kafka import TopicPartition
+
+    from llmops.kafka import new_consumer, spans_topic
+
+    topic = spans_topic().name
+    consumer = new_consumer()
+    try:
+        ends = []
+        for partition in range(spans_topic().partitions):
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            ends.append(TopicPartition(topic, partition, high))
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def platform_services():
-    """Fail fast when a service is down; then create topics and ClickHouse tables once."""
+    """Fail fast when a service is down; then start from clean test stores, as pytest-django
+    does for the SQL database: Redis test DBs flushed, Kafka leftovers skipped, the ClickHouse
+    test database created anew and migrated."""
     _require_services()
-    from llmops import clickhouse_migrations
-    from llmops.kafka import ensure_topics
+    from django.core.cache import cache
 
+    from llmops import clickhouse_migrations
+    from llmops.clickhouse import connection_params, new_client
+    from llmops.kafka import ensure_topics
+    from llmops.redis import get_redis
+
+    get_redis().flushdb()
+    cache.clear()
     ensure_topics()
+    _skip_leftover_messages()
+    name = connection_params()["database"]
+    assert name.endswith("_test"), f"refusing to reset non-test ClickHouse database {name}"
+    admin = new_client(database="default")
+    admin.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+    admin.close()
     for migration in clickhouse_migrations.pending():
         clickhouse_migrations.apply(migration)
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_caches():
+    """In-process caches (degradation level, API keys) must not carry one test's DB rows,
+    rolled back since, into the next test."""
+    from ingestion.services.tenancy import forget_cached_keys
+    from operations.services.degradation import forget_cached_level
+
+    forget_cached_level()
+    forget_cached_keys()
+    yield
+    forget_cached_level()
+    forget_cached_keys()

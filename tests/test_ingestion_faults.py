@@ -1,0 +1,158 @@
+"""Faults: drainers killed mid-batch, ClickHouse down, poison messages. Nothing lost,
+nothing doubled: the row count (without FINAL) equals the unique spans sent."""
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+from confluent_kafka import TopicPartition
+from django.conf import settings
+
+from ingestion.services.drain import PartitionDrainer, inflight_key, partition_lags
+from llmops.kafka import get_producer, new_consumer
+from llmops.redis import get_redis
+from tests.ingest_helpers import (
+    client_for,
+    count_rows,
+    drain_everything,
+    make_span,
+    new_org,
+    post_spans,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+# A real drainer in its own process, made to die by SIGKILL at a chosen point.
+DRAINER = """
+import os, signal, sys
+import django
+django.setup()
+from ingestion.services import drain
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+point = sys.argv[1]
+if point == "after-insert":
+    drain.PartitionDrainer._commit = die
+elif point == "before-insert":
+    drain.PartitionDrainer._insert_spans = die
+for lag in drain.partition_lags():
+    if lag.lag:
+        drain.PartitionDrainer(lag.partition).run(budget_s=30)
+"""
+
+
+def run_doomed_drainer(point: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmops.settings.test",
+           # Short leases so the partition passes on quickly after the death.
+           "DRAIN_LEASE_TTL_S": "2"}
+    return subprocess.run([sys.executable, "-c", DRAINER, point], cwd=settings.BASE_DIR,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def send(key: str, traces: int, spans_per_trace: int) -> int:
+    client = client_for(key)
+    spans = [make_span(f"f-{uuid.uuid4().hex[:8]}", i) for _ in range(traces)
+             for i in range(spans_per_trace)]
+    for start in range(0, len(spans), 500):
+        response = post_spans(client, spans[start:start + 500])
+        assert response.status_code == 202, response.content
+    return len(spans)
+
+
+def in_flight_partitions() -> list[int]:
+    return [lag.partition for lag in partition_lags() if lag.in_flight]
+
+
+def test_drainer_killed_after_insert_before_commit():
+    drain_everything()
+    org, key = new_org()
+    sent = send(key, traces=20, spans_per_trace=50)
+
+    result = run_doomed_drainer("after-insert")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    # The batch is in ClickHouse, its offsets are not committed: the range is in flight.
+    (partition,) = in_flight_partitions()
+    assert 0 < count_rows(org.id) <= sent
+
+    drain_everything()
+    assert count_rows(org.id) == sent  # the replay was deduplicated by its token
+    assert count_rows(org.id, final=True) == sent
+    assert not get_redis().exists(inflight_key(settings.KAFKA_SPANS_TOPIC, partition))
+    assert all(lag.lag == 0 for lag in partition_lags())
+
+
+def test_drainer_killed_before_insert():
+    drain_everything()
+    org, key = new_org()
+    sent = send(key, traces=20, spans_per_trace=50)
+
+    result = run_doomed_drainer("before-insert")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert len(in_flight_partitions()) == 1
+    assert count_rows(org.id) == 0
+
+    drain_everything()
+    assert count_rows(org.id) == sent
+    assert count_rows(org.id, final=True) == sent
+
+
+def services(action: str, name: str) -> None:
+    subprocess.run([sys.executable, "scripts/services.py", action, name],
+                   cwd=settings.BASE_DIR, check=True, timeout=120)
+
+
+def test_clickhouse_down_while_spans_keep_arriving():
+    drain_everything()
+    org, key = new_org()
+    services("down", "clickhouse")
+    try:
+        sent = send(key, traces=10, spans_per_trace=30)  # the API keeps accepting into Kafka
+        stats = [PartitionDrainer(lag.partition).run(budget_s=5)
+                 for lag in partition_lags() if lag.lag]
+        assert stats and all(s.stopped.startswith("interrupted: ClickHouse unavailable")
+                             for s in stats), [s.stopped for s in stats]
+        assert in_flight_partitions()
+        sent += send(key, traces=10, spans_per_trace=30)
+    finally:
+        services("up", "clickhouse")
+    drain_everything()
+    assert count_rows(org.id) == sent
+    assert count_rows(org.id, final=True) == sent
+
+
+def test_undecodable_message_goes_to_dead_letters_and_the_partition_goes_on():
+    drain_everything()
+    org, key = new_org()
+    dead_topic = settings.KAFKA_DEAD_LETTER_TOPIC
+    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
+    partitions = consumer.list_topics(dead_topic, timeout=10).topics[dead_topic].partitions
+    starts = [TopicPartition(dead_topic, p, consumer.get_watermark_offsets(
+        TopicPartition(dead_topic, p), timeout=10)[1]) for p in partitions]
+
+    marker = uuid.uuid4().hex
+    producer = get_producer()
+    for partition in range(settings.KAFKA_SPANS_PARTITIONS):
+        producer.produce(settings.KAFKA_SPANS_TOPIC, value=f"garbage {marker}".encode(),
+                         key=b"bad", partition=partition)
+    producer.flush(10)
+    sent = send(key, traces=12, spans_per_trace=10)
+
+    drain_everything()
+    assert count_rows(org.id) == sent
+
+    consumer.assign(starts)
+    parked = []
+    for message in consumer.consume(num_messages=1000, timeout=5):
+        if message.error() is None and marker.encode() in message.value():
+            parked.append(message)
+    consumer.close()
+    assert len(parked) == settings.KAFKA_SPANS_PARTITIONS
+    headers = dict(parked[0].headers())
+    assert headers["reason"].startswith(b"undecodable span message")
+    assert headers["source_topic"] == settings.KAFKA_SPANS_TOPIC.encode()
+    assert int(headers["source_offset"]) >= 0
