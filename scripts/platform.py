@@ -21,7 +21,10 @@ BIN = ROOT / ".venv" / "bin"
 API_PORT = int(os.environ.get("API_PORT", "8000"))
 FLOWER_PORT = int(os.environ.get("FLOWER_PORT", "5555"))
 API_WORKERS = os.environ.get("API_WORKERS", "2")
-WORKER_CONCURRENCY = os.environ.get("WORKER_CONCURRENCY", "4")
+WORKER_CONCURRENCY = os.environ.get("WORKER_CONCURRENCY", "2")
+# Drains wait on Kafka and ClickHouse most of the time: threads, one per partition.
+INGEST_CONCURRENCY = os.environ.get("INGEST_CONCURRENCY",
+                                    os.environ.get("KAFKA_SPANS_PARTITIONS", "12"))
 
 PROCESSES = {
     "api": [
@@ -29,9 +32,14 @@ PROCESSES = {
         "--bind", f"127.0.0.1:{API_PORT}", "--workers", API_WORKERS,
         "--access-logfile", "-", "--timeout", "60",
     ],
+    "ingest": [
+        str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
+        "-Q", "ingest", "--pool", "threads", "--concurrency", INGEST_CONCURRENCY,
+        "--hostname", "ingest@%h",
+    ],
     "worker": [
         str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
-        "-Q", "ingest,evaluation,costs,operations", "--concurrency", WORKER_CONCURRENCY,
+        "-Q", "evaluation,costs,operations", "--concurrency", WORKER_CONCURRENCY,
         "--hostname", "worker@%h",
     ],
     "beat": [
