@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES := $(PY) scripts/services.py
-PLATFORM := $(PY) scripts/platform.py
+PROCESSES := $(PY) scripts/processes.py
 
 .PHONY: install services services-down services-status run stop test lint bench
 
@@ -25,10 +25,10 @@ services-status:
 	$(SERVICES) status
 
 run: services
-	$(PLATFORM) up
+	$(PROCESSES) up
 
 stop:
-	$(PLATFORM) down
+	$(PROCESSES) down
 
 test: services
 	$(VENV)/bin/ruff check .
