@@ -1,0 +1,1 @@
+"""Embedded ClickHouse: one process owns the chDB directory and serves ClickHouse's HTTP API."""
