@@ -39,6 +39,8 @@ def new_client(*, database: str | None = None, **overrides) -> Client:
         send_receive_timeout=settings.CLICKHOUSE_QUERY_TIMEOUT_S,
         # Sessions serialise queries on the server side; we need none.
         autogenerate_session_id=False,
+        # Times come back timezone-aware (UTC), as they went in.
+        tz_mode="aware",
     )
 
 

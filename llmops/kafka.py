@@ -2,6 +2,7 @@
 
 import atexit
 import logging
+import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -58,7 +59,24 @@ def ensure_topics(timeout: float = 30.0) -> list[str]:
             # Another process created it between our list and our create: fine.
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
-    return [topic.topic for topic in missing]
+    names = [topic.topic for topic in missing]
+    _wait_for_leaders(admin, names, timeout)
+    return names
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """A new topic answers NOT_LEADER until each partition has a leader: wait for that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(
+            name in topics and topics[name].partitions
+            and all(p.leader >= 0 and p.error is None for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"Kafka topics {names} have no leader after {timeout}s")
 
 
 def producer_config() -> dict:

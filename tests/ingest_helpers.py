@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from rest_framework.test import APIClient
@@ -65,15 +66,16 @@ def drain_everything(timeout_s: float = 60) -> None:
         pending = [lag.partition for lag in partition_lags() if lag.lag or lag.in_flight]
         if not pending:
             return
-        for partition in pending:
-            PartitionDrainer(partition).run(budget_s=10)
+        # In parallel, as the threaded ingest worker does: a partition each.
+        with ThreadPoolExecutor(len(pending)) as pool:
+            list(pool.map(lambda p: PartitionDrainer(p).run(budget_s=10), pending))
     raise AssertionError(f"partitions still lagging after {timeout_s}s: {partition_lags()}")
 
 
 def stored_spans(org_id: int) -> list[dict]:
     result = get_client().query(
         """
-        SELECT s.*, ci.content AS input_content, ci.format AS input_format,
+        SELECT s.*, s.duration_ms AS duration_ms, ci.content AS input_content, ci.format AS input_format,
                co.content AS output_content, co.format AS output_format
         FROM spans AS s FINAL
         LEFT JOIN (SELECT * FROM span_content FINAL WHERE org_id = {org:UInt64}) AS ci

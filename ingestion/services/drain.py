@@ -25,6 +25,8 @@ from llmops.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 _decode = msgspec.json.Decoder(SpanMessage).decode
+# How long one wait for a first message lasts; idleness is judged over several of them.
+IDLE_POLL_S = 0.1
 
 
 class DrainInterrupted(Exception):
@@ -86,6 +88,7 @@ class PartitionDrainer:
         self.partition = partition
         self.lease = Lease(lease_key(self.topic, partition), settings.DRAIN_LEASE_TTL_S)
         self.consumer: Consumer | None = None
+        self.next_offset = -1  # the first offset not yet stored and committed
         self.stats = DrainStats(partition)
         self.write_policy = RetryPolicy.from_settings(settings.CLICKHOUSE_WRITE_RETRY)
 
@@ -98,9 +101,17 @@ class PartitionDrainer:
         self.consumer = new_consumer()
         tp = TopicPartition(self.topic, self.partition)
         committed = self.consumer.committed([tp], timeout=10)[0].offset
+        low, _ = self.consumer.get_watermark_offsets(tp, timeout=10)
+        self.next_offset = committed if committed >= 0 else low
         self.consumer.assign([TopicPartition(self.topic, self.partition,
                                              committed if committed >= 0 else OFFSET_BEGINNING)])
         return True
+
+    def caught_up(self) -> bool:
+        """Nothing left to read, as far as the last fetch told (no round trip)."""
+        tp = TopicPartition(self.topic, self.partition)
+        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        return high >= 0 and self.next_offset >= high
 
     def close(self) -> None:
         if self.consumer is not None:
@@ -125,7 +136,8 @@ class PartitionDrainer:
                 if not self.lease.renew():
                     self.stats.stopped = "lease lost"
                     break
-                if self.drain_once():
+                # Idle only counts once caught up: a fresh consumer's first fetch can be slow.
+                if self.drain_once() or not self.caught_up():
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > settings.DRAIN_IDLE_EXIT_S:
                     self.stats.stopped = "idle"
@@ -149,7 +161,7 @@ class PartitionDrainer:
         return len(batch.messages)
 
     def _next_batch(self) -> Batch | None:
-        messages = self._consume(settings.DRAIN_BATCH_SIZE, settings.DRAIN_BATCH_WAIT_MS / 1000)
+        messages = self._collect()
         if not messages:
             return None
         batch = Batch(self.topic, self.partition, messages[0].offset(), messages[-1].offset(),
@@ -173,6 +185,24 @@ class PartitionDrainer:
             raise DrainInterrupted(f"could not re-read offsets {first}-{last} in time")
         logger.info("partition %d: replaying in-flight offsets %d-%d", self.partition, first, last)
         return Batch(self.topic, self.partition, first, last, messages)
+
+    def _collect(self) -> list:
+        """A batch: at most DRAIN_BATCH_SIZE messages, waiting at most DRAIN_BATCH_WAIT_MS
+        after the first one, so a trickle still makes few, larger inserts."""
+        first = self._consume(1, IDLE_POLL_S)
+        if not first:
+            return []
+        messages = first
+        deadline = time.monotonic() + settings.DRAIN_BATCH_WAIT_MS / 1000
+        while len(messages) < settings.DRAIN_BATCH_SIZE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            more = self._consume(settings.DRAIN_BATCH_SIZE - len(messages), remaining)
+            if not more:
+                break
+            messages.extend(more)
+        return messages
 
     def _consume(self, count: int, wait_s: float) -> list:
         messages = []
@@ -260,6 +290,7 @@ class PartitionDrainer:
         except KafkaException as exc:
             raise DrainInterrupted(f"offset commit failed: {exc}") from exc
         get_redis().delete(inflight_key(self.topic, self.partition))
+        self.next_offset = batch.last + 1
 
 
 @dataclass
