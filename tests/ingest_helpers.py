@@ -75,7 +75,8 @@ def drain_everything(timeout_s: float = 60) -> None:
 def stored_spans(org_id: int) -> list[dict]:
     result = get_client().query(
         """
-        SELECT s.*, s.duration_ms AS duration_ms, ci.content AS input_content, ci.format AS input_format,
+        SELECT s.*, s.duration_ms AS duration_ms,
+               ci.content AS input_content, ci.format AS input_format,
                co.content AS output_content, co.format AS output_format
         FROM spans AS s FINAL
         LEFT JOIN (SELECT * FROM span_content FINAL WHERE org_id = {org:UInt64}) AS ci
