@@ -29,19 +29,19 @@ def database() -> str:
 
 
 def new_client(*, database: str | None = None, **overrides) -> Client:
-    params = connection_params()
-    if database is not None:
-        params["database"] = database
-    params.update(overrides)
-    return clickhouse_connect.get_client(
-        **params,
-        connect_timeout=settings.CLICKHOUSE_CONNECT_TIMEOUT_S,
-        send_receive_timeout=settings.CLICKHOUSE_QUERY_TIMEOUT_S,
+    options = {
+        **connection_params(),
+        "connect_timeout": settings.CLICKHOUSE_CONNECT_TIMEOUT_S,
+        "send_receive_timeout": settings.CLICKHOUSE_QUERY_TIMEOUT_S,
         # Sessions serialise queries on the server side; we need none.
-        autogenerate_session_id=False,
+        "autogenerate_session_id": False,
         # Times come back timezone-aware (UTC), as they went in.
-        tz_mode="aware",
-    )
+        "tz_mode": "aware",
+    }
+    if database is not None:
+        options["database"] = database
+    options.update(overrides)
+    return clickhouse_connect.get_client(**options)
 
 
 def get_client() -> Client:

@@ -22,7 +22,9 @@ class ClickHouse(HealthCheck):
 
     def run(self) -> None:
         try:
-            client = new_client(database="default", connect_timeout=self.timeout.seconds or 1)
+            seconds = max(1, int(self.timeout.total_seconds()))
+            client = new_client(database="default", connect_timeout=seconds,
+                                send_receive_timeout=seconds)
             client.command("SELECT 1")
             client.close()
         except Exception as exc:

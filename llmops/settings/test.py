@@ -1,4 +1,6 @@
-"""Test settings: the same real services, with their own databases, topics and Redis DBs."""
+"""Test settings: the same real services, with their own databases, topics and Redis DBs.
+
+Each TEST_* variable lets two test runs share the services without touching each other."""
 
 import dj_database_url
 
@@ -19,8 +21,9 @@ KAFKA_DEAD_LETTER_TOPIC = env("TEST_KAFKA_DEAD_LETTER_TOPIC", "llmops.test.spans
 KAFKA_CONSUMER_GROUP = env("TEST_KAFKA_CONSUMER_GROUP", "llmops-test-drain")
 REDIS_URL = env("TEST_REDIS_URL", "redis://127.0.0.1:6379/2")
 CELERY_BROKER_URL = REDIS_URL
-CACHES = {"default": {**CACHES["default"], "LOCATION": "redis://127.0.0.1:6379/3"}}
-CACHES["default"]["KEY_PREFIX"] = "llmops-test"
+CACHES = {"default": {**CACHES["default"],
+                      "LOCATION": env("TEST_CACHE_REDIS_URL", "redis://127.0.0.1:6379/3"),
+                      "KEY_PREFIX": "llmops-test"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests drain until a partition is empty; a drain need not linger waiting for more.
 DRAIN_IDLE_EXIT_S = 0.3
