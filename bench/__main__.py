@@ -1,0 +1,32 @@
+"""Run the benchmarks: `python -m bench` runs every section, `python -m bench ingest` one.
+
+Each section prints its figures beside the raw limit measured in the same run, with ratios.
+Benchmarks use their own Kafka topic, ClickHouse database and Django DB (see bench/env.py),
+so they never touch the data of `make run` or of the tests.
+"""
+
+import argparse
+import importlib
+import time
+
+from bench import env
+
+SECTIONS = {
+    "ingest": "bench.ingest",  # API, drain and end-to-end figures (issue: span ingestion)
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=[])
+    args = parser.parse_args()
+    env.setup()
+    for name in args.sections or SECTIONS:
+        started = time.monotonic()
+        print(f"\n=== {name} ===", flush=True)
+        importlib.import_module(SECTIONS[name]).run()
+        print(f"({name}: {time.monotonic() - started:.0f}s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
