@@ -37,25 +37,6 @@ def _require_services() -> None:
         pytest.exit(f"services not reachable: {', '.join(down)}; {START_HINT}", returncode=3)
 
 
-def _skip_leftover_messages() -> None:
-    """Move the test consumer group to the end of each partition: messages an earlier,
-    aborted run left behind carry org ids that this run's fresh database reuses."""
-    from confluent_kafka import TopicPartition
-
-    from llmops.kafka import new_consumer, spans_topic
-
-    topic = spans_topic().name
-    consumer = new_consumer()
-    try:
-        ends = []
-        for partition in range(spans_topic().partitions):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            ends.append(TopicPartition(topic, partition, high))
-        consumer.commit(offsets=ends, asynchronous=False)
-    finally:
-        consumer.close()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def platform_services():
     """Fail fast when a service is down; then start from clean test stores, as pytest-django
@@ -64,6 +45,7 @@ def platform_services():
     _require_services()
     from django.core.cache import cache
 
+    from ingestion.services.drain import skip_to_end
     from llmops import clickhouse_migrations
     from llmops.clickhouse import connection_params, new_client
     from llmops.kafka import ensure_topics
@@ -72,7 +54,8 @@ def platform_services():
     get_redis().flushdb()
     cache.clear()
     ensure_topics()
-    _skip_leftover_messages()
+    # Messages an earlier, aborted run left behind carry org ids this run's fresh DB reuses.
+    skip_to_end()
     name = connection_params()["database"]
     assert name.endswith("_test"), f"refusing to reset non-test ClickHouse database {name}"
     admin = new_client(database="default")

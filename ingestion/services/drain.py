@@ -322,3 +322,19 @@ def partition_lags(topic: str | None = None) -> list[PartitionLag]:
         return result
     finally:
         consumer.close()
+
+
+def skip_to_end(topic: str | None = None) -> None:
+    """Commit every partition at its end offset: the backlog is skipped, not stored.
+    For operators discarding a backlog on purpose, and for benchmarks and tests that must
+    not store what an earlier run left behind."""
+    topic = topic or settings.KAFKA_SPANS_TOPIC
+    consumer = new_consumer()
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(
+            TopicPartition(topic, p), timeout=10)[1]) for p in sorted(partitions)]
+        consumer.commit(offsets=ends, asynchronous=False)
+        get_redis().delete(*[inflight_key(topic, p) for p in partitions])
+    finally:
+        consumer.close()
