@@ -1,10 +1,12 @@
 """The shared ClickHouse client: one per thread, configured from CLICKHOUSE_URL."""
 
 import threading
+from functools import cache
 from urllib.parse import urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.httputil import get_pool_manager
 from django.conf import settings
 
 _local = threading.local()
@@ -28,6 +30,13 @@ def database() -> str:
     return connection_params()["database"]
 
 
+@cache
+def _pool_manager():
+    # One pool for the process, sized for a thread per partition: the library's shared
+    # default holds 8 connections and drops the rest after each use.
+    return get_pool_manager(maxsize=settings.CLICKHOUSE_POOL_SIZE, num_pools=4)
+
+
 def new_client(*, database: str | None = None, **overrides) -> Client:
     options = {
         **connection_params(),
@@ -37,6 +46,7 @@ def new_client(*, database: str | None = None, **overrides) -> Client:
         "autogenerate_session_id": False,
         # Times come back timezone-aware (UTC), as they went in.
         "tz_mode": "aware",
+        "pool_mgr": _pool_manager(),
     }
     if database is not None:
         options["database"] = database

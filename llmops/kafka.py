@@ -110,6 +110,11 @@ def new_consumer(**overrides) -> Consumer:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
+        # One drain reads one partition: let one fetch bring a whole batch (the default 1 MB
+        # per partition is ~600 spans, and the drain then waits on round trips).
+        "max.partition.fetch.bytes": settings.KAFKA_FETCH_PARTITION_BYTES,
+        "fetch.max.bytes": max(settings.KAFKA_FETCH_PARTITION_BYTES, 52_428_800),
+        "fetch.wait.max.ms": 100,
     }
     config.update(overrides)
     return Consumer(config)

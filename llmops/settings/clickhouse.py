@@ -12,3 +12,5 @@ CLICKHOUSE_QUERY_TIMEOUT_S = env("CLICKHOUSE_QUERY_TIMEOUT_S", 60)
 CLICKHOUSE_SPANS_TTL_DAYS = env("CLICKHOUSE_SPANS_TTL_DAYS", 90)
 # How many recent insert tokens a table remembers, so a replayed batch is dropped.
 CLICKHOUSE_DEDUP_WINDOW = env("CLICKHOUSE_DEDUP_WINDOW", 10000)
+# HTTP connections kept per process (the ingest worker runs a thread per partition).
+CLICKHOUSE_POOL_SIZE = env("CLICKHOUSE_POOL_SIZE", 32)

@@ -1,0 +1,313 @@
+"""Ingestion benchmark: the API, one drain worker and the whole pipeline, each printed beside
+the raw limit measured in the same run (a bare Django view, the bare producer, a bare
+clickhouse-connect insert)."""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
+from pathlib import Path
+
+import msgspec
+import orjson
+from django.conf import settings
+
+from bench.env import ROOT
+from ingestion.models import ApiKey, Org
+from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
+from ingestion.services.drain import PartitionDrainer, partition_lags, skip_to_end
+from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
+from llmops.clickhouse import get_client
+from llmops.kafka import get_producer
+
+API_PORT = 8100
+SPANS_PER_REQUEST = 100
+BIN = Path(sys.executable).parent
+
+
+# -- workload -----------------------------------------------------------------------------
+
+def make_span(run: str, trace: int, index: int) -> dict:
+    """About 2 KB: a chat prompt, a completion, usage, tags and metadata."""
+    return {
+        "trace_id": f"{run}-t{trace}",
+        "span_id": f"{run}-t{trace}-s{index}",
+        "parent_span_id": f"{run}-t{trace}-s0" if index else None,
+        "name": "chat.completions", "kind": "llm",
+        "start_time": f"2026-11-27T10:{index % 60:02d}:{trace % 60:02d}.{index:03d}Z",
+        "end_time": f"2026-11-27T10:{index % 60:02d}:{trace % 60:02d}.{index + 500:03d}Z",
+        "model": "gpt-4o-mini", "provider": "openai",
+        "input": [
+            {"role": "system", "content": "You are a helpful assistant for a support desk. "
+             "Answer briefly, cite the knowledge base article, and never invent a policy. " * 4},
+            {"role": "user", "content": f"Request {run} {trace}/{index}: my invoice shows a "
+             "charge I do not recognise; can you explain it and tell me how to dispute it? " * 3},
+        ],
+        "output": f"Answer {trace}/{index}: the charge is the annual renewal. " * 8,
+        "usage": {"input_tokens": 420, "output_tokens": 96, "cached_input_tokens": 128},
+        "session_id": f"{run}-sess{trace % 50}", "user_id": f"user-{trace % 200}",
+        "tags": ["prod", "support"], "metadata": {"region": "eu", "attempt": 1},
+        "environment": "production",
+    }
+
+
+def request_body(run: str, request_no: int) -> bytes:
+    spans = [make_span(run, request_no * 10 + i // 10, i % 10) for i in range(SPANS_PER_REQUEST)]
+    return orjson.dumps({"spans": spans})
+
+
+def bench_org() -> str:
+    org, _ = Org.objects.get_or_create(slug="bench", defaults={"ingest_rate_limit": 10**9})
+    return ApiKey.issue(org, name="bench")[1]
+
+
+# -- processes ----------------------------------------------------------------------------
+
+def start(argv: list[str], log: str) -> subprocess.Popen:
+    handle = open(ROOT / "var" / "log" / log, "ab")  # noqa: SIM115 (lives with the process)
+    return subprocess.Popen(argv, cwd=ROOT, env=os.environ.copy(), stdout=handle,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, 15)
+    process.wait(timeout=30)
+
+
+def start_api(workers: int) -> subprocess.Popen:
+    process = start([str(BIN / "gunicorn"), "llmops.wsgi:application", "--bind",
+                     f"127.0.0.1:{API_PORT}", "--workers", str(workers), "--log-level",
+                     "warning"], "bench-api.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{API_PORT}/health/live", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    stop(process)
+    raise RuntimeError("bench API did not start; see var/log/bench-api.log")
+
+
+def wrk(path: str, body: bytes, key: str, seconds: int) -> tuple[float, int]:
+    """Requests/s and non-2xx responses, from wrk on loopback."""
+    with tempfile.TemporaryDirectory() as tmp:
+        body_file = Path(tmp) / "body.json"
+        body_file.write_bytes(body)
+        script = Path(tmp) / "post.lua"
+        script.write_text(
+            f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        )
+        out = subprocess.run(["wrk", "-t1", "-c4", f"-d{seconds}s", "-s", str(script),
+                              f"http://127.0.0.1:{API_PORT}{path}"],
+                             capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rate, int(errors.group(1)) if errors else 0
+
+
+def encoded_messages(run: str, count: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs exactly as the API would publish them."""
+    encode = msgspec.json.Encoder().encode
+    pairs = []
+    for request_no in range(count // SPANS_PER_REQUEST):
+        for raw in orjson.loads(request_body(run, request_no))["spans"]:
+            span, errors, _ = validate_span(raw)
+            assert not errors, errors
+            message = SpanMessage(MESSAGE_VERSION, 1, time.time_ns() // 1000, span)
+            pairs.append((f"1:{span.trace_id}".encode(), encode(message)))
+    return pairs
+
+
+# -- sections -----------------------------------------------------------------------------
+
+def bench_api(key: str, seconds: int = 8) -> None:
+    body = request_body("api", 0)
+    print(f"API: {SPANS_PER_REQUEST} spans per request, {len(body) / SPANS_PER_REQUEST:.0f} "
+          f"bytes per span, one gunicorn sync worker (one core), wrk -c4 for {seconds}s")
+    api = start_api(workers=1)
+    try:
+        ours, ours_errors = wrk("/api/v1/spans", body, key, seconds)
+        bare, _ = wrk("/bench/parse-only", body, key, seconds)
+    finally:
+        stop(api)
+    producer_rate = bare_producer_rate(encoded_messages("producer", 20_000))
+    ours_spans, bare_spans = ours * SPANS_PER_REQUEST, bare * SPANS_PER_REQUEST
+    print(f"  ingestion API (validate, rate limit, produce, wait for Kafka's ack): "
+          f"{ours_spans:,.0f} spans/s ({ours_errors} non-2xx)")
+    print(f"  bare Django view, orjson parse only:  {bare_spans:,.0f} spans/s  "
+          f"-> API at {ours_spans / bare_spans:.0%} of it")
+    print(f"  bare confluent-kafka producer, 100 per flush: {producer_rate:,.0f} spans/s  "
+          f"-> API at {ours_spans / producer_rate:.0%} of it")
+
+
+def bare_producer_rate(messages: list[tuple[bytes, bytes]]) -> float:
+    producer = get_producer()
+    started = time.perf_counter()
+    for start in range(0, len(messages), SPANS_PER_REQUEST):
+        for key, value in messages[start:start + SPANS_PER_REQUEST]:
+            producer.produce(settings.KAFKA_SPANS_TOPIC, value=value, key=key)
+        producer.flush(30)
+    return len(messages) / (time.perf_counter() - started)
+
+
+def drain_all_partitions() -> float:
+    """One worker: one process, a thread per partition, as the Celery ingest worker runs.
+    Returns the seconds until every partition was stored and committed (a drain then idles
+    a while before it ends; that tail is not drain time)."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(settings.KAFKA_SPANS_PARTITIONS) as pool:
+        pool.map(lambda p: PartitionDrainer(p).run(budget_s=300),
+                 range(settings.KAFKA_SPANS_PARTITIONS))
+        while any(lag.lag or lag.in_flight for lag in partition_lags()):
+            time.sleep(0.05)
+        return time.perf_counter() - started
+
+
+def bench_drain(count: int = 100_000) -> None:
+    run = f"drain-{uuid.uuid4().hex[:6]}"
+    messages = encoded_messages(run, count)
+    skip_to_end()
+    producer = get_producer()
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(settings.KAFKA_SPANS_TOPIC, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(60)
+
+    drain_seconds = drain_all_partitions()
+    stored = stored_count(run)
+    assert stored == count, f"drained {stored} of {count}"
+
+    rows = RowBuilder()
+    decode = msgspec.json.Decoder(SpanMessage).decode
+    for _, value in messages:
+        rows.add(decode(value))
+    client = get_client()
+    for table in ("spans", "span_content"):
+        client.command(f"CREATE TABLE IF NOT EXISTS {table}_bare AS {table}")
+        client.command(f"TRUNCATE TABLE {table}_bare")
+    content = rows.content_rows
+    batch = settings.DRAIN_BATCH_SIZE
+    started = time.perf_counter()
+    for start in range(0, len(rows.spans), batch):
+        client.insert("span_content_bare", content[start:start + batch],
+                      column_names=CONTENT_COLUMNS)
+        client.insert("spans_bare", rows.spans[start:start + batch], column_names=SPAN_COLUMNS)
+    bare_seconds = time.perf_counter() - started
+    ours, bare = count / drain_seconds, count / bare_seconds
+    print(f"Drain: {count:,} spans already in Kafka, 12 partitions, one worker process")
+    print(f"  drain into ClickHouse (consume, decode, rows, dedup token, insert, commit): "
+          f"{ours:,.0f} spans/s")
+    print(f"  bare clickhouse-connect insert of the same rows, batches of {batch}: "
+          f"{bare:,.0f} spans/s  -> drain at {ours / bare:.0%} of it")
+
+
+def post(key: str, body: bytes) -> int:
+    connection = HTTPConnection("127.0.0.1", API_PORT, timeout=30)
+    connection.request("POST", "/api/v1/spans", body,
+                       {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response.status
+
+
+def stored_count(run: str) -> int:
+    return get_client().command(
+        "SELECT count() FROM spans WHERE startsWith(trace_id, {run:String})",
+        parameters={"run": run})
+
+
+def wait_until_stored(key: str, run: str, timeout_s: float = 90) -> None:
+    """The pipeline is warm (workers up, drains scheduled) before the clock starts."""
+    assert post(key, request_body(run, 0)) == 202
+    deadline = time.monotonic() + timeout_s
+    while stored_count(run) < SPANS_PER_REQUEST:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the warm-up request was not stored; see var/log/bench-*.log")
+        time.sleep(0.2)
+
+
+def bench_end_to_end(key: str, rate: int = 10_000, seconds: int = 20) -> None:
+    """The platform as `make run` starts it, under a steady load, everything on this machine."""
+    run = f"e2e-{uuid.uuid4().hex[:6]}"
+    skip_to_end()
+    api = start_api(workers=2)
+    worker = start([str(BIN / "celery"), "-A", "celery_app", "worker", "-Q", "ingest", "-P",
+                    "threads", "-c", str(settings.KAFKA_SPANS_PARTITIONS), "--loglevel",
+                    "WARNING", "--hostname", f"bench-{run}@%h"], "bench-worker.log")
+    beat = start([str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "WARNING",
+                  "--schedule", str(ROOT / "var" / "bench-beat-schedule")], "bench-beat.log")
+    wait_until_stored(key, f"{run}-warmup")
+    requests_per_s = rate / SPANS_PER_REQUEST
+    threads = 8
+    sent = [0] * threads
+    failures = [0] * threads
+    started = time.monotonic()
+
+    def load(slot: int) -> None:
+        # Each thread sends its share at a steady pace; a late thread does not burst.
+        interval = threads / requests_per_s
+        request_no = slot
+        next_at = started + slot * interval / threads
+        while time.monotonic() - started < seconds:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
+            if post(key, request_body(run, request_no)) == 202:
+                sent[slot] += SPANS_PER_REQUEST
+            else:
+                failures[slot] += 1
+            request_no += threads
+
+    try:
+        workers = [threading.Thread(target=load, args=(slot,)) for slot in range(threads)]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+        send_seconds = time.monotonic() - started
+        total = sum(sent)
+        org_id = Org.objects.get(slug="bench").id
+        deadline = time.monotonic() + 180
+        while (stored := stored_count(f"{run}-t")) < total and time.monotonic() < deadline:
+            time.sleep(0.5)
+        p50, p99, first, last = get_client().query(
+            "SELECT quantileExact(0.5)(ms), quantileExact(0.99)(ms), min(r), max(i) FROM "
+            "(SELECT dateDiff('millisecond', received_at, ingested_at) AS ms, received_at AS r,"
+            " ingested_at AS i FROM spans WHERE org_id = {o:UInt64} "
+            "AND startsWith(trace_id, {run:String}))",
+            parameters={"o": org_id, "run": f"{run}-t"}).result_rows[0]
+    finally:
+        for process in (beat, worker, api):
+            stop(process)
+    span_seconds = (last - first).total_seconds()
+    print(f"End to end: API (2 gunicorn workers), Kafka, one ingest worker (12 threads), beat, "
+          f"ClickHouse and the load generator all on this 2-core machine; target "
+          f"{rate:,} spans/s for {seconds}s")
+    print(f"  accepted {total:,} spans in {send_seconds:.1f}s = {total / send_seconds:,.0f} "
+          f"spans/s sustained ({sum(failures)} failed requests)")
+    print(f"  stored {stored:,} of {total:,}; first accepted to last stored {span_seconds:.1f}s "
+          f"= {stored / span_seconds:,.0f} spans/s end to end")
+    print(f"  accepted-to-queryable latency: p50 {p50} ms, p99 {p99} ms")
+
+
+def run() -> None:
+    (ROOT / "var" / "log").mkdir(parents=True, exist_ok=True)
+    key = bench_org()
+    bench_api(key)
+    bench_drain()
+    bench_end_to_end(key)
