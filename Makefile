@@ -38,4 +38,5 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: services
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m bench $(BENCH_ARGS)

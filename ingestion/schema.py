@@ -8,11 +8,15 @@ import msgspec
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 OptionalId = Annotated[str, msgspec.Meta(max_length=128)]
-Tokens = Annotated[int, msgspec.Meta(ge=0)]
+Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Scalar = str | int | float | bool | None
 
 SpanKind = Literal["llm", "chain", "tool", "retrieval", "embedding", "agent", "other"]
 SpanStatus = Literal["ok", "error"]
+
+# Times outside these years are a client bug (a unit mix-up, a zero date), not a span.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 # Message format on Kafka; bump when a field's meaning changes, and keep decoding the old.
 MESSAGE_VERSION = 1
@@ -94,5 +98,9 @@ def validate_span(raw: Any) -> tuple[SpanIn | None, dict[str, str], list[str]]:
             span.end_time = span.end_time.replace(tzinfo=UTC)
         if span.end_time < span.start_time:
             errors["end_time"] = "end_time is before start_time"
+    for name in ("start_time", "end_time"):
+        value = getattr(span, name)
+        if value is not None and not EARLIEST <= value <= LATEST:
+            errors[name] = f"{name} must be between {EARLIEST:%Y} and {LATEST:%Y}"
     unknown = [name for name in raw if name not in KNOWN_FIELDS]
     return (None if errors else span), errors, unknown

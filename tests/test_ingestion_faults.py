@@ -7,11 +7,14 @@ import subprocess
 import sys
 import uuid
 
+import msgspec
 import pytest
 from confluent_kafka import TopicPartition
 from django.conf import settings
 
+from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
 from ingestion.services.drain import PartitionDrainer, inflight_key, partition_lags
+from ingestion.services.rows import SPAN_COLUMNS, RowBuilder
 from llmops.kafka import get_producer, new_consumer
 from llmops.redis import get_redis
 from tests.ingest_helpers import (
@@ -21,6 +24,7 @@ from tests.ingest_helpers import (
     make_span,
     new_org,
     post_spans,
+    stored_spans,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -128,12 +132,7 @@ def test_clickhouse_down_while_spans_keep_arriving():
 def test_undecodable_message_goes_to_dead_letters_and_the_partition_goes_on():
     drain_everything()
     org, key = new_org()
-    dead_topic = settings.KAFKA_DEAD_LETTER_TOPIC
-    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
-    partitions = consumer.list_topics(dead_topic, timeout=10).topics[dead_topic].partitions
-    starts = [TopicPartition(dead_topic, p, consumer.get_watermark_offsets(
-        TopicPartition(dead_topic, p), timeout=10)[1]) for p in partitions]
-
+    starts = dead_letter_ends()
     marker = uuid.uuid4().hex
     producer = get_producer()
     for partition in range(settings.KAFKA_SPANS_PARTITIONS):
@@ -145,14 +144,85 @@ def test_undecodable_message_goes_to_dead_letters_and_the_partition_goes_on():
     drain_everything()
     assert count_rows(org.id) == sent
 
-    consumer.assign(starts)
-    parked = []
-    for message in consumer.consume(num_messages=1000, timeout=5):
-        if message.error() is None and marker.encode() in message.value():
-            parked.append(message)
-    consumer.close()
+    parked = [m for m in dead_letters_since(starts) if marker.encode() in m.value()]
     assert len(parked) == settings.KAFKA_SPANS_PARTITIONS
     headers = dict(parked[0].headers())
     assert headers["reason"].startswith(b"undecodable span message")
     assert headers["source_topic"] == settings.KAFKA_SPANS_TOPIC.encode()
     assert int(headers["source_offset"]) >= 0
+
+
+def dead_letters_since(starts: list) -> list:
+    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
+    consumer.assign(starts)
+    messages = [m for m in consumer.consume(num_messages=10_000, timeout=5) if not m.error()]
+    consumer.close()
+    return messages
+
+
+def dead_letter_ends() -> list:
+    topic = settings.KAFKA_DEAD_LETTER_TOPIC
+    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(
+        TopicPartition(topic, p), timeout=10)[1]) for p in partitions]
+    consumer.close()
+    return ends
+
+
+def test_a_message_older_checks_let_through_is_dead_lettered_and_the_rest_stored():
+    """A message that today's schema refuses (a count past UInt64, as an older producer
+    without today's API checks could have sent) is parked; its neighbours are stored."""
+    drain_everything()
+    org, _ = new_org()
+    starts = dead_letter_ends()
+    marker = uuid.uuid4().hex[:8]
+    producer = get_producer()
+    encode = msgspec.json.Encoder().encode
+    for index in range(50):
+        span, errors, _ = validate_span(make_span(f"poison-{marker}", index))
+        assert not errors
+        if index == 17:
+            span.usage.input_tokens = 2**70
+        message = SpanMessage(MESSAGE_VERSION, org.id, 1_700_000_000_000_000, span)
+        producer.produce(settings.KAFKA_SPANS_TOPIC, value=encode(message),
+                         key=f"{org.id}:poison-{marker}".encode())
+    producer.flush(10)
+    drain_everything()
+    stored = {row["span_id"] for row in stored_spans(org.id)}
+    assert len(stored) == 49 and f"poison-{marker}-s17" not in stored
+    assert count_rows(org.id) == 49
+    (parked,) = [m for m in dead_letters_since(starts) if marker.encode() in m.value()]
+    assert dict(parked.headers())["reason"].startswith(b"undecodable span message")
+
+
+def test_a_row_clickhouse_refuses_is_isolated_by_halving_and_dead_lettered():
+    """The insert path's own guard: when ClickHouse (or the client) refuses a batch for
+    good, the batch is halved until the bad row is alone; only that row is parked."""
+    drain_everything()
+    org, key = new_org()
+    assert post_spans(client_for(key), [make_span("halve", i) for i in range(10)]).status_code \
+        == 202
+    (lag,) = [lag for lag in partition_lags() if lag.lag]
+    drainer = PartitionDrainer(lag.partition)
+    assert drainer.open()
+    try:
+        batch = drainer._next_batch()
+        assert batch is not None and len(batch.messages) == 10
+        rows = RowBuilder()
+        decode = msgspec.json.Decoder(SpanMessage).decode
+        for message in batch.messages:
+            rows.add(decode(message.value()), message)
+        rows.spans[7][rows_index("input_tokens")] = "not a number"
+        starts = dead_letter_ends()
+        drainer._insert_spans(rows.spans, rows.messages, batch.token)
+        drainer._commit(batch)
+    finally:
+        drainer.close()
+    assert count_rows(org.id) == 9
+    (parked,) = [m for m in dead_letters_since(starts) if m.value() == batch.messages[7].value()]
+    assert dict(parked.headers())["reason"].startswith(b"ClickHouse refused the row")
+
+
+def rows_index(column: str) -> int:
+    return SPAN_COLUMNS.index(column)
