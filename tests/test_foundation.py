@@ -113,3 +113,41 @@ def test_health_reports_every_store_up_and_liveness_needs_none(client):
     assert all(value == "OK" for value in checks.values())
     live = client.get("/health/live")
     assert live.status_code == 200 and live.content == b"ok\n"
+
+
+def test_every_celery_setting_is_a_real_celery_option():
+    """A misspelt CELERY_* setting is silently ignored by Celery: catch it here."""
+    from celery.app.defaults import DEFAULTS
+
+    names = [name for name in dir(settings) if name.startswith("CELERY_")]
+    assert names
+    unknown = [name for name in names if name.removeprefix("CELERY_").lower() not in DEFAULTS]
+    assert not unknown, f"not Celery options: {unknown}"
+
+
+def test_settings_default_to_the_design_document():
+    assert settings.KAFKA_SPANS_PARTITIONS == 12
+    assert settings.KAFKA_RETENTION_MS == 7 * 24 * 3600 * 1000
+    assert settings.CLICKHOUSE_SPANS_TTL_DAYS == 90
+    assert settings.CLICKHOUSE_WRITE_RETRY == {
+        "max_attempts": 5, "initial_backoff_ms": 100, "max_backoff_ms": 10000,
+        "backoff_multiplier": 2.0, "jitter_factor": 0.0}
+    assert (settings.KAFKA_PUBLISH_MAX_ATTEMPTS, settings.KAFKA_PUBLISH_INITIAL_BACKOFF_MS,
+            settings.KAFKA_PUBLISH_ACKS, settings.KAFKA_PUBLISH_RETRIES,
+            settings.KAFKA_PUBLISH_RETRY_BACKOFF_MS) == (3, 50, "all", 3, 100)
+    assert settings.INGEST_DEGRADED_SAMPLE_RATE == 0.01
+    assert (settings.PRICING_CACHE_TTL_S, settings.CONFIG_CACHE_TTL_S,
+            settings.COST_CACHE_TTL_S, settings.RATE_LIMIT_WINDOW_S) == (3600, 300, 300, 60)
+
+
+def test_a_bad_environment_value_fails_at_start_up_naming_the_variable(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from llmops.settings.env import env
+
+    monkeypatch.setenv("DRAIN_BATCH_SIZE", "lots")
+    with pytest.raises(ImproperlyConfigured, match="DRAIN_BATCH_SIZE='lots'"):
+        env("DRAIN_BATCH_SIZE", 5000)
+    monkeypatch.setenv("DJANGO_DEBUG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_DEBUG"):
+        env("DJANGO_DEBUG", False)
