@@ -1,0 +1,28 @@
+"""Query API: windows, page sizes and the cache TTL of each endpoint (seed: 1-5 min)."""
+
+from .caching import QUERY_CACHE_MAX_TTL_S, QUERY_CACHE_TTL_S
+from .env import env
+
+# Without `from`/`to` a query covers the last 24 hours; no query may span more than this.
+QUERY_DEFAULT_WINDOW_S = env("QUERY_DEFAULT_WINDOW_S", 24 * 3600)
+QUERY_MAX_WINDOW_DAYS = env("QUERY_MAX_WINDOW_DAYS", 31)
+QUERY_DEFAULT_LIMIT = env("QUERY_DEFAULT_LIMIT", 50)
+QUERY_MAX_LIMIT = env("QUERY_MAX_LIMIT", 500)
+# A trace's spans are looked for this many days either side of its window (long traces).
+QUERY_TRACE_MAX_DAYS = env("QUERY_TRACE_MAX_DAYS", 1)
+# A trace listing reads the spans stored up to this long before its first page: an insert
+# still in flight then cannot shift a trace between pages.
+QUERY_LIST_SETTLE_MS = env("QUERY_LIST_SETTLE_MS", 1000)
+QUERY_TRACE_MAX_SPANS = env("QUERY_TRACE_MAX_SPANS", 10_000)
+QUERY_SESSION_MAX_TRACES = env("QUERY_SESSION_MAX_TRACES", 1000)
+# Per series point: minute buckets over ~33 hours, hour buckets over ~83 days.
+QUERY_METRICS_MAX_BUCKETS = env("QUERY_METRICS_MAX_BUCKETS", 2000)
+
+# L2 (Redis) TTL per endpoint: how stale a cached answer can be. The hot-trace L1 keeps an
+# entry no longer than its L2 TTL either.
+QUERY_TRACES_CACHE_TTL_S = env("QUERY_TRACES_CACHE_TTL_S", QUERY_CACHE_TTL_S)
+QUERY_TRACE_CACHE_TTL_S = env("QUERY_TRACE_CACHE_TTL_S", QUERY_CACHE_TTL_S)
+QUERY_SPANS_CACHE_TTL_S = env("QUERY_SPANS_CACHE_TTL_S", QUERY_CACHE_TTL_S)
+QUERY_SESSION_CACHE_TTL_S = env("QUERY_SESSION_CACHE_TTL_S", QUERY_CACHE_TTL_S)
+# Aggregates over time ranges, like the seed's cost aggregations: 5 min.
+QUERY_METRICS_CACHE_TTL_S = env("QUERY_METRICS_CACHE_TTL_S", QUERY_CACHE_MAX_TTL_S)
