@@ -24,30 +24,41 @@ def publish(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     to_send = messages
     last_error: KafkaError | None = None
     for attempt in range(1, settings.KAFKA_PUBLISH_MAX_ATTEMPTS + 1):
-        failed: list[tuple[bytes, bytes]] = []
-
-        def on_delivery(error, message, failed=failed):
-            nonlocal last_error
-            if error is not None:
-                last_error = error
-                failed.append((message.key(), message.value()))
-
-        for key, value in to_send:
-            while True:
-                try:
-                    producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    # The local queue is full: serve delivery reports until there is room.
-                    producer.poll(0.05)
-        remaining = producer.flush(max(0.0, deadline - time.monotonic()))
-        if remaining:
-            raise PublishFailed(f"{remaining} message(s) not acknowledged by Kafka in time")
+        failed, unacknowledged = _send(producer, topic, to_send, deadline)
+        if unacknowledged:
+            raise PublishFailed(f"{unacknowledged} message(s) not acknowledged by Kafka in time")
         if not failed:
             return
-        to_send = failed
+        last_error = failed[-1][2]
+        to_send = [(key, value) for key, value, _ in failed]
         if attempt == settings.KAFKA_PUBLISH_MAX_ATTEMPTS or time.monotonic() + backoff > deadline:
             break
         time.sleep(backoff)
         backoff *= 2
     raise PublishFailed(f"Kafka refused {len(to_send)} message(s): {last_error}")
+
+
+def _send(producer, topic: str, messages: list[tuple[bytes, bytes]], deadline: float):
+    """Produce, then wait for THESE messages' reports only (not the whole queue's, which
+    other threads of a threaded server keep filling). Returns (failed, unacknowledged)."""
+    failed: list[tuple[bytes, bytes, KafkaError]] = []
+    reports: list[None] = []  # list.append is atomic: callbacks may run on other threads
+
+    def on_delivery(error, message):
+        reports.append(None)
+        if error is not None:
+            failed.append((message.key(), message.value(), error))
+
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                producer.poll(0.05)
+    # flush() sends at once (ignoring linger.ms) and serves reports; short slices, because
+    # in a threaded server the queue also holds other requests' messages and may never empty.
+    while len(reports) < len(messages) and time.monotonic() < deadline:
+        producer.flush(min(0.01, max(0.0, deadline - time.monotonic())))
+    return failed, len(messages) - len(reports)
