@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from llmops.clickhouse_schema import Table
+from llmops.clickhouse_schema import MaterializedView, Table
 
 
 def spans() -> Table:
@@ -70,4 +70,59 @@ last_seen DateTime64(3, 'UTC') DEFAULT now64(3)
         order_by="(org_id, content_hash)",
         ttl=f"toDateTime(last_seen) + INTERVAL {settings.CLICKHOUSE_SPANS_TTL_DAYS} DAY",
         shard_key="cityHash64(content_hash)",
+    )
+
+
+def trace_index() -> Table:
+    """Per-trace facts for listing traces, one row per (trace, day of its spans, insert).
+
+    Every column is a duplicate-insensitive aggregate (min, max, set union): a span stored
+    twice (a client resending it, a replayed backfill) changes nothing here, while sums and
+    counts would double; those are read from `spans FINAL` for the traces of one page only.
+    `ingested` in the key keeps each insert apart, so a listing can read the traces as they
+    stood at one instant (its snapshot) while spans keep arriving.
+    """
+    return Table(
+        name="trace_index",
+        columns="""
+org_id UInt64,
+day Date,
+trace_id String,
+ingested DateTime64(3, 'UTC'),
+trace_start SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+root SimpleAggregateFunction(min, Tuple(UInt8, DateTime64(6, 'UTC'), String)),
+has_error SimpleAggregateFunction(max, UInt8),
+models SimpleAggregateFunction(groupUniqArrayArray, Array(String)),
+environments SimpleAggregateFunction(groupUniqArrayArray, Array(String)),
+users SimpleAggregateFunction(groupUniqArrayArray, Array(String)),
+sessions SimpleAggregateFunction(groupUniqArrayArray, Array(String)),
+tags SimpleAggregateFunction(groupUniqArrayArray, Array(String))
+""",
+        engine="AggregatingMergeTree",
+        partition_by="toYYYYMM(day)",
+        order_by="(org_id, day, trace_id, ingested)",
+        ttl=f"day + INTERVAL {settings.CLICKHOUSE_SPANS_TTL_DAYS} DAY",
+        shard_key="cityHash64(org_id)",  # as spans: a shard's view feeds its own index
+    )
+
+
+def trace_index_view() -> MaterializedView:
+    return MaterializedView(
+        name="trace_index_mv",
+        source=spans(),
+        target=trace_index(),
+        # root: the span without a parent first, then the earliest; its name names the trace.
+        select="""
+SELECT org_id, toDate(start_time) AS day, trace_id, toDateTime64(ingested_at, 3) AS ingested,
+    min(start_time) AS trace_start,
+    min((parent_span_id != '', start_time, name)) AS root,
+    max(status = 'error') AS has_error,
+    groupUniqArrayIf(toString(model), model != '') AS models,
+    groupUniqArray(toString(environment)) AS environments,
+    groupUniqArrayIf(user_id, user_id != '') AS users,
+    groupUniqArrayIf(session_id, session_id != '') AS sessions,
+    groupUniqArrayArray(CAST(tags, 'Array(String)')) AS tags
+FROM {source}
+GROUP BY org_id, day, trace_id, ingested
+""",
     )

@@ -1,7 +1,9 @@
 """Numbered ClickHouse migrations, one module each: `<app>/clickhouse_migrations/NNNN_name.py`.
 
 A module holds `operations`: a list of SQL strings, or objects with a `create()` method
-returning statements (so DDL is generated from the settings at the time it runs).
+returning statements (so DDL is generated from the settings at the time it runs). It may
+also hold `backfill`: objects with a `backfill()` method (a MaterializedView), whose
+INSERT ... SELECT runs once after the DDL, so a new view also covers the rows before it.
 Numbers are unique across the project and migrations run in number order; applied ones are
 recorded in the `clickhouse_migrations` table.
 """
@@ -43,6 +45,9 @@ class Migration:
             result.extend([operation] if isinstance(operation, str) else operation.create())
         return result
 
+    def backfill_statements(self) -> list[str]:
+        return [s for view in getattr(self.module, "backfill", []) for s in view.backfill()]
+
 
 def discover() -> list[Migration]:
     """Every migration of every installed app, in number order."""
@@ -79,5 +84,9 @@ def pending() -> list[Migration]:
 def apply(migration: Migration) -> None:
     client = get_client()
     for statement in migration.statements():
+        client.command(statement)
+    # If this fails the migration stays pending and runs again: a backfilled target must
+    # therefore tolerate rows inserted twice (see ingestion's trace_index).
+    for statement in migration.backfill_statements():
         client.command(statement)
     client.insert(LEDGER.name, [[migration.label]], column_names=["name"])

@@ -101,3 +101,9 @@ class MaterializedView:
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name}{_on_cluster()}"
             f" TO {self.target.storage_name} AS\n{select.strip()}"
         ]
+
+    def backfill(self) -> list[str]:
+        """Feed the target what the source held before the view existed. Run once, from one
+        node: on a cluster it reads and writes through the Distributed tables."""
+        select = self.select.format(source=self.source.name)
+        return [f"INSERT INTO {self.target.name}\n{select.strip()}"]

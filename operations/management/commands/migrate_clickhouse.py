@@ -26,7 +26,7 @@ class Command(BaseCommand):
         for migration in pending:
             if plan:
                 self.stdout.write(f"-- {migration.label}")
-                for statement in migration.statements():
+                for statement in migration.statements() + migration.backfill_statements():
                     self.stdout.write(statement + ";\n")
                 continue
             clickhouse_migrations.apply(migration)
