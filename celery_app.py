@@ -4,6 +4,7 @@ import os
 from enum import StrEnum
 
 from celery import Celery
+from celery.schedules import crontab
 from django.conf import settings
 from kombu import Queue
 
@@ -32,6 +33,15 @@ app.conf.beat_schedule = {
         "task": "ingestion.schedule_drains",
         "schedule": settings.DRAIN_SCHEDULE_INTERVAL_S,
         "options": {"expires": settings.DRAIN_SCHEDULE_INTERVAL_S * 2},
+    },
+    "evaluate-degradation": {
+        "task": "operations.evaluate_degradation",
+        "schedule": settings.DEGRADATION_CHECK_INTERVAL_S,
+        "options": {"expires": settings.DEGRADATION_CHECK_INTERVAL_S * 2},
+    },
+    "backup-clickhouse": {
+        "task": "operations.backup_clickhouse",
+        "schedule": crontab(hour=settings.BACKUP_HOUR_UTC, minute=settings.BACKUP_MINUTE_UTC),
     },
 }
 app.autodiscover_tasks()

@@ -26,6 +26,8 @@ class DegradationState(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     changed_by = models.CharField(max_length=150, blank=True)
     changed_at = models.DateTimeField(auto_now=True)
+    # Since when the triggers have asked for a lower level than `level` (for hysteresis).
+    calm_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "degradation state"
@@ -41,3 +43,108 @@ class DegradationState(models.Model):
     def load(cls) -> "DegradationState":
         state, _ = cls.objects.get_or_create(pk=1)
         return state
+
+
+class DegradationChange(models.Model):
+    """Every change of the level in force: when, from what to what, why and by whom."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    from_level = models.PositiveSmallIntegerField(choices=DegradationLevel.choices)
+    to_level = models.PositiveSmallIntegerField(choices=DegradationLevel.choices)
+    manual = models.BooleanField(default=False)
+    reason = models.CharField(max_length=500)
+    changed_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.from_level} -> {self.to_level} ({self.reason})"
+
+
+class ConfigFlag(models.Model):
+    """A typed setting an operator may change at run time; every process sees the change
+    within a second (pub/sub), and at worst after CONFIG_CACHE_TTL_S."""
+
+    class Type(models.TextChoices):
+        BOOL = "bool", "boolean"
+        INT = "int", "integer"
+        FLOAT = "float", "number"
+        STR = "str", "text"
+
+    key = models.SlugField(max_length=100, unique=True)
+    type = models.CharField(max_length=8, choices=Type.choices, default=Type.BOOL)
+    value = models.CharField(max_length=1000, blank=True)
+    description = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        try:
+            self.typed_value()
+        except ValueError as exc:
+            raise ValidationError(
+                {"value": f"not a valid {self.get_type_display()}: {exc}"}) from exc
+
+    def typed_value(self):
+        if self.type == self.Type.BOOL:
+            lowered = self.value.strip().lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+                raise ValueError("use true or false")
+            return lowered in {"true", "1", "yes", "on"}
+        if self.type == self.Type.INT:
+            return int(self.value)
+        if self.type == self.Type.FLOAT:
+            return float(self.value)
+        return self.value
+
+
+class TtlChange(models.Model):
+    """An emergency shortening (or restoring) of the spans' time to live."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    table = models.CharField(max_length=100)
+    days = models.PositiveIntegerField()
+    reason = models.CharField(max_length=500)
+    changed_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.days} days"
+
+
+class BackupRun(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        PRUNED = "pruned"
+
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    database = models.CharField(max_length=100)
+    location = models.CharField(max_length=1000)
+    # {table: {"rows": n, "bytes": n, "checksum": "..."}} as read when the backup was taken.
+    tables = models.JSONField(default=dict)
+    rows = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    checksum = models.CharField(max_length=64, blank=True)
+    progress = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"backup {self.pk} {self.status} {self.started_at:%Y-%m-%d %H:%M}"

@@ -22,3 +22,5 @@ BACKUP_DIR = env("BACKUP_DIR", str(VAR_DIR / "clickhouse" / "backups"))
 BACKUP_S3_URL = env("BACKUP_S3_URL", "")  # set on a cluster
 
 HEALTH_CHECK_TIMEOUT_S = env("HEALTH_CHECK_TIMEOUT_S", 3.0)
+# A trigger, once active, clears only below this share of its threshold (no flapping).
+DEGRADATION_CLEAR_RATIO = env("DEGRADATION_CLEAR_RATIO", 0.8)
