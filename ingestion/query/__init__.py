@@ -1,0 +1,1 @@
+"""The read side of spans: query parameters, SQL selectors, response documentation."""

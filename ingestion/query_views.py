@@ -1,0 +1,164 @@
+"""GET endpoints of the query API: thin; parameters in query.params, SQL in query.selectors,
+caching (L1 hot traces, L2 Redis per org and normalised query) in llmops.cache."""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.views import APIView
+
+from ingestion.auth import ApiKeyAuthentication, HasOrg
+from ingestion.query import docs, selectors
+from ingestion.query.params import (
+    MetricsParams,
+    NoParams,
+    SpanSearchParams,
+    TraceListParams,
+)
+from ingestion.views import SpansView
+from llmops.cache import ByteLRU, get_or_compute, query_key
+
+# Bumped when an answer's shape changes, so no cached answer of the old shape is served.
+CACHE_VERSION = 1
+# L1: hot trace lookups, per process (seed: 100 MB, LRU).
+hot_traces = ByteLRU(settings.HOT_TRACE_CACHE_MAX_BYTES)
+ID_MAX_LENGTH = 128  # trace and session ids are at most this long (ingestion.schema)
+
+
+def cached_answer(request, *, endpoint: str, params: dict, ttl_s: float,
+                  compute: Callable[[], object], local: ByteLRU | None = None) -> HttpResponse:
+    """The JSON answer from L1/L2 if fresh, else computed and cached. `X-Cache` says which.
+    An answer that raises (a 404, say) is not cached: the trace may arrive any moment."""
+    key = query_key(f"{endpoint}:v{CACHE_VERSION}", request.user.org_id, params)
+    body, source = get_or_compute(key=key, ttl_s=ttl_s, local=local,
+                                  compute=lambda: selectors.to_json(compute()))
+    response = HttpResponse(body, content_type="application/json")
+    response["X-Cache"] = source
+    return response
+
+
+def staleness(setting: str) -> str:
+    return (f"\n\nCached per org and query for {getattr(settings, setting)} s ({setting}): an "
+            "answer can be that much older than the spans stored, and spans are stored a few "
+            "seconds after they are sent. The `X-Cache` header says `l1`, `l2` or `miss`.")
+
+
+NOT_FOUND = OpenApiResponse(description="No such trace/session in the caller's org (another "
+                                        "org's ids answer 404 too, never 403).")
+BAD_REQUEST = OpenApiResponse(description="A bad parameter: the body names it, e.g. "
+                                          '`{"from": ["must be before `to`"]}`.')
+
+
+class QueryView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasOrg]
+
+
+class TraceListView(QueryView):
+    @extend_schema(
+        operation_id="list_traces", summary="List traces", parameters=[TraceListParams],
+        description=(
+            "Traces whose first span starts in [`from`, `to`), newest first. Filters match a "
+            "trace when any of its spans matches. Walk the pages with `next_cursor`: a walk "
+            "lists the traces as they stood at its first page, less the last "
+            f"{settings.QUERY_LIST_SETTLE_MS} ms (QUERY_LIST_SETTLE_MS), so each is listed "
+            "exactly once while spans keep arriving; counts and tokens shown are current."
+            + staleness("QUERY_TRACES_CACHE_TTL_S")),
+        responses={200: docs.TracePage, 400: BAD_REQUEST},
+    )
+    def get(self, request):
+        params = TraceListParams.parse(request)
+        org_id = request.user.org_id
+        return cached_answer(
+            request, endpoint="traces", params=params, ttl_s=settings.QUERY_TRACES_CACHE_TTL_S,
+            compute=lambda: selectors.list_traces(org_id=org_id, params=params))
+
+
+class TraceView(QueryView):
+    @extend_schema(
+        operation_id="get_trace", summary="A trace as a tree of spans",
+        description=(
+            "Every span of the trace with its input and output (JSON content parsed, text as a "
+            "string), children nested under their parents in start order; spans whose parent "
+            "is missing are kept at the top level. Hot traces are also kept in each API "
+            "process (HOT_TRACE_CACHE_MAX_BYTES, LRU), never longer than the TTL below."
+            + staleness("QUERY_TRACE_CACHE_TTL_S")),
+        responses={200: docs.TraceDetail, 404: NOT_FOUND},
+    )
+    def get(self, request, trace_id: str):
+        NoParams.parse(request)
+        org_id = request.user.org_id
+        if len(trace_id) > ID_MAX_LENGTH:
+            raise NotFound("no such trace")
+
+        def compute():
+            trace = selectors.get_trace(org_id=org_id, trace_id=trace_id)
+            if trace is None:
+                raise NotFound("no such trace")
+            return trace
+
+        return cached_answer(request, endpoint="trace", params={"trace_id": trace_id},
+                             ttl_s=settings.QUERY_TRACE_CACHE_TTL_S, compute=compute,
+                             local=hot_traces)
+
+
+class SpanSearchView(QueryView):
+    @extend_schema(
+        operation_id="search_spans", summary="Search spans", parameters=[SpanSearchParams],
+        description=("Spans starting in [`from`, `to`), newest first, matching every filter "
+                     "given; pages by `next_cursor`." + staleness("QUERY_SPANS_CACHE_TTL_S")),
+        responses={200: docs.SpanPage, 400: BAD_REQUEST},
+    )
+    def get(self, request):
+        params = SpanSearchParams.parse(request)
+        org_id = request.user.org_id
+        return cached_answer(
+            request, endpoint="spans", params=params, ttl_s=settings.QUERY_SPANS_CACHE_TTL_S,
+            compute=lambda: selectors.search_spans(org_id=org_id, params=params))
+
+
+class SessionView(QueryView):
+    @extend_schema(
+        operation_id="get_session", summary="A session's traces",
+        description=("The traces with a span in this session, oldest first (at most "
+                     "QUERY_SESSION_MAX_TRACES)." + staleness("QUERY_SESSION_CACHE_TTL_S")),
+        responses={200: docs.SessionTraces, 404: NOT_FOUND},
+    )
+    def get(self, request, session_id: str):
+        NoParams.parse(request)
+        org_id = request.user.org_id
+        if len(session_id) > ID_MAX_LENGTH:
+            raise NotFound("no such session")
+
+        def compute():
+            session = selectors.session_traces(org_id=org_id, session_id=session_id)
+            if session is None:
+                raise NotFound("no such session")
+            return session
+
+        return cached_answer(request, endpoint="session", params={"session_id": session_id},
+                             ttl_s=settings.QUERY_SESSION_CACHE_TTL_S, compute=compute)
+
+
+class MetricsView(QueryView):
+    @extend_schema(
+        operation_id="span_metrics", summary="Span metrics over time", parameters=[MetricsParams],
+        description=(
+            "Per time bucket (and group): span count, errors and error rate, latency p50/p95/"
+            "p99 in ms (spans with an end time; ClickHouse `quantiles`: exact up to 8,192 "
+            "spans per point, sampled beyond), tokens. At most QUERY_METRICS_MAX_BUCKETS "
+            "buckets per window." + staleness("QUERY_METRICS_CACHE_TTL_S")),
+        responses={200: docs.Metrics, 400: BAD_REQUEST},
+    )
+    def get(self, request):
+        params = MetricsParams.parse(request)
+        org_id = request.user.org_id
+        return cached_answer(
+            request, endpoint="metrics", params=params, ttl_s=settings.QUERY_METRICS_CACHE_TTL_S,
+            compute=lambda: selectors.span_metrics(org_id=org_id, params=params))
+
+
+class SpansEndpoint(SpansView, SpanSearchView):
+    """/api/v1/spans: POST sends spans (SpansView), GET searches them."""
