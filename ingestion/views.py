@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from ingestion.auth import ApiKeyAuthentication, HasOrg
 from ingestion.services.accept import IngestionPaused, RateLimited, accept_spans
 from ingestion.services.publish import PublishFailed
+from llmops.metrics import INGEST_REFUSED
 
 
 class Unavailable(exceptions.APIException):
@@ -122,10 +123,13 @@ class SpansView(APIView):
         try:
             result = accept_spans(org=request.user, spans=spans)
         except RateLimited as exc:
+            INGEST_REFUSED.labels(reason="rate_limited").inc()
             raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from exc
         except IngestionPaused as exc:
+            INGEST_REFUSED.labels(reason="read_only").inc()
             raise Unavailable(str(exc), settings.INGEST_RETRY_AFTER_S) from exc
         except PublishFailed as exc:
+            INGEST_REFUSED.labels(reason="kafka_unavailable").inc()
             detail = f"spans not stored, retry: {exc}"
             raise Unavailable(detail, settings.INGEST_RETRY_AFTER_S) from exc
         body = {"accepted": result.accepted}

@@ -6,7 +6,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
-from operations.health import READINESS_CHECKS
+from llmops.metrics import render
+from operations.health import readiness_checks
+
+
+def metrics(request):
+    body, content_type = render()
+    return HttpResponse(body, content_type=content_type)
 
 
 def liveness(request):
@@ -17,8 +23,10 @@ def liveness(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("ingestion.urls")),
+    path("api/v1/", include("costs.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("health/", HealthCheckView.as_view(checks=READINESS_CHECKS), name="health"),
+    path("health/", HealthCheckView.as_view(checks=readiness_checks()), name="health"),
     path("health/live", liveness, name="health-live"),
+    path("metrics", metrics, name="metrics"),
 ]

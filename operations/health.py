@@ -3,8 +3,11 @@
 import dataclasses
 import datetime
 
+import celery
 from django.conf import settings
 from health_check.base import HealthCheck
+from health_check.contrib.celery import Ping
+from health_check.contrib.psutil import Disk
 from health_check.exceptions import ServiceUnavailable
 
 from llmops.clickhouse import new_client
@@ -55,9 +58,28 @@ class Redis(HealthCheck):
             raise ServiceUnavailable(f"Redis unreachable: {type(exc).__name__}") from exc
 
 
-READINESS_CHECKS = [
-    "health_check.checks.Database",
-    ClickHouse,
-    Kafka,
-    Redis,
-]
+@dataclasses.dataclass
+class CeleryWorkers(Ping):
+    """A worker answers a ping, and every queue has a worker consuming it."""
+
+    app: celery.Celery = dataclasses.field(default=None, repr=False)
+    timeout: datetime.timedelta = dataclasses.field(default_factory=_timeout, repr=False)
+
+    def run(self) -> None:
+        if self.app is None:
+            from celery_app import app
+
+            self.app = app
+        super().run()
+
+
+@dataclasses.dataclass
+class DiskSpace(Disk):
+    path: str = dataclasses.field(default_factory=lambda: str(settings.VAR_DIR), repr=False)
+    hostname: str = dataclasses.field(default="", init=False, repr=False)
+
+
+def readiness_checks() -> list:
+    """What must answer for this instance to take traffic; each within its timeout (a check
+    that hangs is reported down, it never hangs the endpoint)."""
+    return ["health_check.checks.Database", ClickHouse, Kafka, Redis, CeleryWorkers, DiskSpace]

@@ -10,6 +10,7 @@ from django.conf import settings
 from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
 from ingestion.services.publish import publish
 from ingestion.services.tenancy import OrgContext
+from llmops import metrics
 from llmops.redis import get_redis
 from operations.models import DegradationLevel
 from operations.services.degradation import current_level
@@ -93,5 +94,8 @@ def accept_spans(*, org: OrgContext, spans: list) -> AcceptResult:
     if messages:
         publish(settings.KAFKA_SPANS_TOPIC, messages)
     result.accepted = len(messages) + result.sampled_out
+    metrics.SPANS_ACCEPTED.inc(len(messages))
+    metrics.SPANS_SAMPLED_OUT.inc(result.sampled_out)
+    metrics.SPANS_REJECTED.inc(len(result.rejected))
     result.warnings = [f"unknown field ignored: {name}" for name in sorted(unknown)]
     return result

@@ -6,6 +6,7 @@ from confluent_kafka import KafkaError
 from django.conf import settings
 
 from llmops.kafka import get_producer
+from llmops.metrics import KAFKA_DELIVERY_ERRORS
 
 
 class PublishFailed(Exception):
@@ -47,6 +48,7 @@ def _send(producer, topic: str, messages: list[tuple[bytes, bytes]], deadline: f
     def on_delivery(error, message):
         reports.append(None)
         if error is not None:
+            KAFKA_DELIVERY_ERRORS.inc()
             failed.append((message.key(), message.value(), error))
 
     for key, value in messages:
