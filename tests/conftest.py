@@ -67,13 +67,31 @@ def platform_services():
 
 @pytest.fixture(autouse=True)
 def fresh_process_caches():
-    """In-process caches (degradation level, API keys) must not carry one test's DB rows,
-    rolled back since, into the next test."""
+    """In-process caches (degradation level, API keys, prices) must not carry one test's DB
+    rows, rolled back since, into the next test."""
+    from costs.services.pricing import forget_cached_prices
     from ingestion.services.tenancy import forget_cached_keys
     from operations.services.degradation import forget_cached_level
 
     forget_cached_level()
     forget_cached_keys()
+    forget_cached_prices()
     yield
     forget_cached_level()
     forget_cached_keys()
+    forget_cached_prices()
+
+
+@pytest.fixture
+def subprocess_env():
+    """The environment for a real second process that must see this test's stores, the
+    test database pytest-django created included."""
+    import os
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = (f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:"
+           f"{db['PORT'] or 5432}/{db['NAME']}")
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "llmops.settings.test",
+            "TEST_DATABASE_URL": url}

@@ -27,3 +27,5 @@ CACHES = {"default": {**CACHES["default"],
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests drain until a partition is empty; a drain need not linger waiting for more.
 DRAIN_IDLE_EXIT_S = 0.3
+# Inside the embedded server's allowed backup path, apart from the operators' backups.
+BACKUP_DIR = str(VAR_DIR / "clickhouse" / "backups" / "test")  # noqa: F405

@@ -33,15 +33,17 @@ def table_facts(client, db: str) -> dict[str, dict]:
         "SELECT name, total_bytes FROM system.tables WHERE database = {db:String} "
         "AND engine LIKE '%MergeTree' ORDER BY name", parameters={"db": db}).result_rows
     for name, total_bytes in tables:
+        # The hash of each row's text: every value counts, NULLs included, in any order.
         rows, checksum = client.query(
-            f"SELECT count(), sum(cityHash64(*)) FROM `{db}`.`{name}`").result_rows[0]
+            f"SELECT count(), sum(cityHash64(formatRowNoNewline('TSV', *))) "
+            f"FROM `{db}`.`{name}`").result_rows[0]
         facts[name] = {"rows": rows, "bytes": total_bytes or 0, "checksum": str(checksum)}
     return facts
 
 
 def _target(run: BackupRun) -> str:
     if settings.CLICKHOUSE_CLUSTER and settings.BACKUP_S3_URL:
-        return f"S3('{settings.BACKUP_S3_URL.rstrip('/')}/backup-{run.pk}/')"
+        return f"S3('{settings.BACKUP_S3_URL.rstrip('/')}/{Path(run.location).name}/')"
     return f"File('{run.location}')"
 
 
@@ -64,7 +66,8 @@ def backup(*, db: str | None = None) -> BackupRun:
     """Back up every table of the platform's database; one history row per run."""
     db = db or database()
     run = BackupRun.objects.create(database=db, location="")
-    run.location = str(Path(settings.BACKUP_DIR) / f"backup-{run.pk}")
+    # Dated, so ids reused by another Django database never meet an existing backup.
+    run.location = str(Path(settings.BACKUP_DIR) / f"{run.started_at:%Y%m%dT%H%M%S}-{run.pk}")
     run.save(update_fields=["location"])
     client = _client()
     try:
