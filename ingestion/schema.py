@@ -23,9 +23,13 @@ MESSAGE_VERSION = 1
 
 
 class Usage(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True):
+    """OpenAI's convention: input_tokens counts every prompt token, the cached ones read
+    (cached_input_tokens) and written (cache_write_tokens) included."""
+
     input_tokens: Tokens | None = None
     output_tokens: Tokens | None = None
     cached_input_tokens: Tokens | None = None
+    cache_write_tokens: Tokens | None = None
     total_tokens: Tokens | None = None
 
 
@@ -102,5 +106,11 @@ def validate_span(raw: Any) -> tuple[SpanIn | None, dict[str, str], list[str]]:
         value = getattr(span, name)
         if value is not None and not EARLIEST <= value <= LATEST:
             errors[name] = f"{name} must be between {EARLIEST:%Y} and {LATEST:%Y}"
+    usage = span.usage
+    if usage is not None and (usage.cached_input_tokens or 0) + (usage.cache_write_tokens or 0) > (
+            usage.input_tokens or 0):
+        errors["usage.cached_input_tokens"] = (
+            "cached_input_tokens and cache_write_tokens are part of input_tokens, so together "
+            "they cannot exceed it")
     unknown = [name for name in raw if name not in KNOWN_FIELDS]
     return (None if errors else span), errors, unknown
