@@ -107,3 +107,14 @@ class MaterializedView:
         node: on a cluster it reads and writes through the Distributed tables."""
         select = self.select.format(source=self.source.name)
         return [f"INSERT INTO {self.target.name}\n{select.strip()}"]
+
+
+@dataclass(frozen=True)
+class Alter:
+    """A migration operation altering an existing table, generated when it runs."""
+
+    table: Table
+    action: str
+
+    def create(self) -> list[str]:
+        return self.table.alter(self.action)
