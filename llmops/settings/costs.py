@@ -4,8 +4,6 @@ from .env import env
 
 # Encoding used to estimate tokens of a model tiktoken does not know (non-OpenAI models).
 COSTS_FALLBACK_ENCODING = env("COSTS_FALLBACK_ENCODING", "o200k_base")
-# Longest window one cost report may cover.
-COSTS_REPORT_MAX_DAYS = env("COSTS_REPORT_MAX_DAYS", 92)
 # Distinct (model, provider) pairs whose matching prices a process remembers between reloads.
 COSTS_PRICE_MEMO_MAX = env("COSTS_PRICE_MEMO_MAX", 100_000)
 # Spans re-inserted per ClickHouse insert when recompute_costs reprices a window.

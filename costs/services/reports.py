@@ -1,0 +1,234 @@
+"""Cost reports: exact, from the hourly rollups where they are exact and from spans elsewhere."""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, localcontext
+
+import orjson
+import redis
+from django.conf import settings
+
+from costs.models import Price
+from llmops.cache import get_or_compute, query_key
+from llmops.clickhouse import get_client
+from llmops.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+BUCKETS = {"hour": "toStartOfHour", "day": "toStartOfDay"}
+# group_by -> (expression on cost_hourly or None when the rollups do not keep it, on spans).
+GROUPS = {
+    None: ("''", "''"),
+    "model": ("model", "model"),
+    "user": ("user_id", "user_id"),
+    "environment": ("environment", "environment"),
+    "session": (None, "session_id"),
+    # A span counts once in each of its tags (and under "" without any).
+    "tag": (None, "arrayJoin(if(empty(tags), [''], CAST(tags, 'Array(String)')))"),
+}
+COUNTS = ["spans", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+          "output_tokens", "total_tokens", "unpriced_spans", "estimated_spans"]
+MEASURES = ["cost", *COUNTS]
+ROLLUP_MEASURES = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
+SPAN_MEASURES = (
+    "count() AS spans, sum(toDecimal128(cost, 12)) AS cost, sum(input_tokens) AS input_tokens,"
+    " sum(cached_input_tokens) AS cached_input_tokens,"
+    " sum(cache_write_tokens) AS cache_write_tokens, sum(output_tokens) AS output_tokens,"
+    " sum(total_tokens) AS total_tokens, countIf(cost_source = 'unpriced') AS unpriced_spans,"
+    " countIf(usage_source = 'estimated') AS estimated_spans"
+)
+
+
+def _generation_key(org_id: int) -> str:
+    return f"costs:generation:{org_id}"
+
+
+def costs_recorded(*, org_ids: set[int]) -> None:
+    """New cost records landed for these orgs: their cached reports are no longer used (design
+    document: cost aggregations, TTL + event-based on new cost records)."""
+    if not org_ids:
+        return
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for org_id in org_ids:
+            pipe.incr(_generation_key(org_id))
+        pipe.execute()
+    except redis.RedisError as exc:
+        # The spans are stored; cached reports of these orgs live out COST_CACHE_TTL_S.
+        logger.warning("could not invalidate cost reports of orgs %s: %s", org_ids, exc)
+
+
+def _generation(org_id: int) -> int:
+    try:
+        return int(get_redis().get(_generation_key(org_id)) or 0)
+    except redis.RedisError:
+        return -1  # not cacheable safely; the key differs from any cached one
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where each part of a window is read from: whole hours of days whose rollups count every
+    span once, from cost_hourly; everything else (days holding a span stored twice, the
+    partial hours at the window's ends), from spans FINAL."""
+
+    rollup: list[tuple[datetime, datetime]]
+    scan: list[tuple[datetime, datetime]]
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = moment.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + HOUR
+
+
+def _merged(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    result: list[tuple[datetime, datetime]] = []
+    for start, end in ranges:
+        if start >= end:
+            continue
+        if result and result[-1][1] == start:
+            result[-1] = (result[-1][0], end)
+        else:
+            result.append((start, end))
+    return result
+
+
+def plan(*, start: datetime, end: datetime, exact_days: set[date]) -> Plan:
+    rollup, scan = [], []
+    day = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    while day < end:
+        low, high = max(start, day), min(end, day + DAY)
+        if day.date() in exact_days:
+            first, last = _ceil_hour(low), high.replace(minute=0, second=0, microsecond=0)
+            if first < last:
+                scan += [(low, first), (last, high)]
+                rollup.append((first, last))
+            else:
+                scan.append((low, high))
+        else:
+            scan.append((low, high))
+        day += DAY
+    return Plan(_merged(rollup), _merged(sorted(scan)))
+
+
+def exact_days(*, org_id: int, start: datetime, end: datetime) -> set[date]:
+    """Days whose rollup rows count each of the org's stored spans exactly once.
+
+    `spans` counts inserted rows, `span_keys` distinct spans: equal means no span of that day
+    was inserted twice (a hash collision can only make them differ, never hide a duplicate).
+    A day with no rollup rows is not listed: its spans, if any, predate the view."""
+    rows = get_client().query(
+        """
+        SELECT toDate(hour) AS day, sum(spans) = uniqExactMerge(span_keys)
+        FROM cost_hourly
+        WHERE org_id = {org:UInt64}
+          AND hour >= toStartOfDay(toDateTime({lo:Int64}, 'UTC'))
+          AND hour < toDateTime({hi:Int64}, 'UTC')
+        GROUP BY day
+        """,
+        parameters={"org": org_id, "lo": int(start.timestamp()), "hi": int(end.timestamp())},
+    ).result_rows
+    return {day for day, exact in rows if exact}
+
+
+def _ranges_sql(column: str, ranges: list[tuple[datetime, datetime]]) -> str:
+    # Our own integers, not user text: safe to inline.
+    def bound(moment: datetime) -> str:
+        micros = int(moment.timestamp()) * 1_000_000 + moment.microsecond
+        return f"fromUnixTimestamp64Micro(toInt64({micros}), 'UTC')"
+
+    return " OR ".join(f"({column} >= {bound(a)} AND {column} < {bound(b)})" for a, b in ranges)
+
+
+def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
+    """Sums per `keys` (name -> (expression on cost_hourly, on spans)) over the plan's parts:
+    every span of the window counted once."""
+    names = ", ".join(keys)
+    parts = []
+    for table, ranges, column, measures, side in (
+            ("cost_hourly", the_plan.rollup, "hour", ROLLUP_MEASURES, 0),
+            ("spans FINAL", the_plan.scan, "start_time", SPAN_MEASURES, 1)):
+        if ranges:
+            selected = ", ".join(f"{exprs[side]} AS {name}" for name, exprs in keys.items())
+            parts.append(f"SELECT {selected}, {measures} FROM {table}"
+                         f" WHERE org_id = {{org:UInt64}} AND ({_ranges_sql(column, ranges)})"
+                         f" GROUP BY {names}")
+    sums = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
+    return (f"SELECT {names}, {sums} FROM ({' UNION ALL '.join(parts)})"
+            f" GROUP BY {names} ORDER BY {names}")
+
+
+def _query(the_plan: Plan, keys: dict[str, tuple[str, str]], org_id: int) -> list[dict]:
+    if not (the_plan.rollup or the_plan.scan):
+        return []
+    result = get_client().query(_union(the_plan=the_plan, keys=keys),
+                                parameters={"org": org_id})
+    return list(result.named_results())
+
+
+def _measures(row: dict) -> dict:
+    return {"cost": f"{row['cost']:.12f}", **{name: row[name] for name in COUNTS}}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
+                   group_by: str | None) -> dict:
+    """Costs and tokens of an org's spans starting in [start, end), per bucket and group, with
+    totals and the models no price matched. Equal, to the last decimal, to the sums over the
+    stored spans (`spans FINAL`)."""
+    by_model = plan(start=start, end=end, exact_days=exact_days(org_id=org_id, start=start,
+                                                                 end=end))
+    rollup_group, span_group = GROUPS[group_by]
+    # Sessions and tags are not kept in the rollups: those groups are read from spans.
+    by_group = by_model if rollup_group is not None else Plan([], [(start, end)])
+    to_bucket = BUCKETS[bucket]
+    groups = _query(by_group, {
+        "bucket": (f"{to_bucket}(hour)", f"{to_bucket}(toDateTime(start_time))"),
+        "grp": (rollup_group, span_group),
+    }, org_id)
+    models = _query(by_model, {"model_name": ("toString(model)", "toString(model)"),
+                               "provider_name": ("toString(provider)", "toString(provider)")},
+                    org_id)
+    with localcontext(prec=60):  # Decimal(38, 12) sums, exact
+        totals = {"cost": sum((row["cost"] for row in models), Decimal(0)),
+                  **{name: sum(row[name] for row in models) for name in COUNTS}}
+    return {
+        "from": _iso(start), "to": _iso(end), "bucket": bucket, "group_by": group_by,
+        "currency": Price.CURRENCY,
+        "totals": _measures(totals),
+        "buckets": [{"start": _iso(row["bucket"]), "group": row["grp"], **_measures(row)}
+                    for row in groups],
+        "unpriced_models": [
+            {"model": row["model_name"], "provider": row["provider_name"],
+             "spans": row["unpriced_spans"]}
+            for row in models if row["unpriced_spans"]],
+        "sources": {
+            "rollup_hours": sum((b - a) // HOUR for a, b in by_model.rollup),
+            "span_ranges": [{"from": _iso(a), "to": _iso(b)} for a, b in by_model.scan],
+        },
+    }
+
+
+def cost_report(*, org_id: int, start: datetime, end: datetime, bucket: str = "hour",
+                group_by: str | None = None) -> bytes:
+    """The report as JSON, from the L2 cache (COST_CACHE_TTL_S) unless the org stored new
+    costs since it was computed."""
+    # Read before computing: a report racing a drain is filed under the older generation.
+    generation = _generation(org_id)
+    params = {"from": start, "to": end, "bucket": bucket, "group_by": group_by,
+              "generation": generation}
+
+    def compute() -> bytes:
+        return orjson.dumps(compute_report(org_id=org_id, start=start, end=end, bucket=bucket,
+                                           group_by=group_by))
+
+    if generation < 0:
+        return compute()
+    body, _ = get_or_compute(key=query_key("costs", org_id, params),
+                             ttl_s=settings.COST_CACHE_TTL_S, compute=compute)
+    return body
