@@ -5,6 +5,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from django.db import connections
 from rest_framework.test import APIClient
 
 from ingestion.models import ApiKey, Org
@@ -59,6 +60,15 @@ def make_span(trace_id: str, index: int, **overrides) -> dict:
     return span
 
 
+def _drain_partition(partition: int):
+    try:
+        return PartitionDrainer(partition).run(budget_s=10)
+    finally:
+        # A drain reads prices through its thread's own DB connection: closed with the thread,
+        # so the test database can be dropped at the end.
+        connections.close_all()
+
+
 def drain_everything(timeout_s: float = 60) -> None:
     """Drain every partition with the real drainer until nothing is left."""
     deadline = time.monotonic() + timeout_s
@@ -68,7 +78,7 @@ def drain_everything(timeout_s: float = 60) -> None:
             return
         # In parallel, as the threaded ingest worker does: a partition each.
         with ThreadPoolExecutor(len(pending)) as pool:
-            list(pool.map(lambda p: PartitionDrainer(p).run(budget_s=10), pending))
+            list(pool.map(_drain_partition, pending))
     raise AssertionError(f"partitions still lagging after {timeout_s}s: {partition_lags()}")
 
 

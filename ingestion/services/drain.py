@@ -14,6 +14,7 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from django.conf import settings
 
+from costs.services.reports import costs_recorded
 from ingestion.schema import MESSAGE_VERSION, SpanMessage
 from ingestion.services.lease import Lease
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
@@ -233,6 +234,7 @@ class PartitionDrainer:
         # Content first: a span never points at a body that is not stored.
         self._insert("span_content", CONTENT_COLUMNS, rows.content_rows, batch.token + ":content")
         self._insert_spans(rows.spans, rows.messages, batch.token)
+        costs_recorded(org_ids=rows.org_ids)
         self.stats.insert_seconds.append(time.monotonic() - started)
         self.stats.batches += 1
         self.stats.messages += len(batch.messages)

@@ -2,18 +2,18 @@
 
 import hashlib
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import orjson
 
+from costs.services.pricing import cost_of_span
 from ingestion.schema import SpanMessage
 
 SPAN_COLUMNS = [
     "org_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "status",
     "status_message", "start_time", "end_time", "model", "provider", "input_hash",
-    "output_hash", "input_tokens", "output_tokens", "cached_input_tokens", "total_tokens",
-    "usage_source", "cost", "cost_source", "price_id", "session_id", "user_id", "tags",
-    "metadata", "environment", "received_at", "version",
+    "output_hash", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+    "total_tokens", "usage_source", "cost", "cost_source", "price_id", "session_id", "user_id",
+    "tags", "metadata", "environment", "received_at", "version",
 ]
 CONTENT_COLUMNS = ["org_id", "content_hash", "format", "content"]
 
@@ -49,6 +49,7 @@ class RowBuilder:
         self.spans: list[list] = []
         self.messages: list = []  # the Kafka message behind each span row
         self.content: dict[tuple[int, str], list] = {}
+        self.org_ids: set[int] = set()
 
     def _content_ref(self, org_id: int, value) -> str:
         body = content_of(value)
@@ -61,22 +62,19 @@ class RowBuilder:
     def add(self, message: SpanMessage, source=None) -> None:
         span, org_id = message.span, message.org_id
         self.messages.append(source)
-        usage = span.usage
-        cost = span.cost
+        self.org_ids.add(org_id)
+        # Cost at drain time: from the price in force at the span's start (costs app).
+        cost = cost_of_span(span)
+        usage = cost.usage
         self.spans.append([
             org_id, span.trace_id, span.span_id, span.parent_span_id or "", span.name,
             span.kind, span.status, span.status_message,
             span.start_time.astimezone(UTC), span.end_time and span.end_time.astimezone(UTC),
             span.model, span.provider,
             self._content_ref(org_id, span.input), self._content_ref(org_id, span.output),
-            (usage and usage.input_tokens) or 0, (usage and usage.output_tokens) or 0,
-            (usage and usage.cached_input_tokens) or 0,
-            (usage and (usage.total_tokens if usage.total_tokens is not None else
-                        (usage.input_tokens or 0) + (usage.output_tokens or 0))) or 0,
-            "provided" if usage is not None else "none",
-            Decimal(repr(cost)) if cost is not None else Decimal(0),
-            "provided" if cost is not None else "unpriced",
-            0, span.session_id, span.user_id, span.tags,
+            usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+            usage.cache_write_tokens, usage.total_tokens, usage.source,
+            cost.cost, cost.source, cost.price_id, span.session_id, span.user_id, span.tags,
             {key: metadata_text(value) for key, value in span.metadata.items()},
             span.environment,
             from_epoch_us(message.received_at_us),
