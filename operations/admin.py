@@ -1,9 +1,113 @@
-from django.contrib import admin
+"""Admin for operators: degradation level, config flags, backups, TTL changes."""
 
-from operations.models import DegradationState
+from django.contrib import admin, messages
+
+from operations import tasks
+from operations.models import (
+    BackupRun,
+    ConfigFlag,
+    DegradationChange,
+    DegradationLevel,
+    DegradationState,
+    TtlChange,
+)
+from operations.services.degradation import set_manual_level
+from operations.services.retention import set_spans_ttl
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is written by the platform, never edited by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(DegradationState)
 class DegradationStateAdmin(admin.ModelAdmin):
-    list_display = ["effective_level", "level", "manual_level", "reason", "changed_by",
+    list_display = ["effective_level_name", "level", "manual_level", "reason", "changed_by",
                     "changed_at"]
+    fields = ["manual_level", "reason", "level", "calm_since", "changed_by", "changed_at"]
+    readonly_fields = ["level", "calm_since", "changed_by", "changed_at"]
+
+    @admin.display(description="level in force")
+    def effective_level_name(self, state: DegradationState) -> str:
+        level = DegradationLevel(state.effective_level)
+        return f"{level.value}: {level.label}" + (
+            " (manual)" if state.manual_level is not None else "")
+
+    def has_add_permission(self, request) -> bool:
+        return not DegradationState.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the service, so the change is recorded, logged and announced.
+        set_manual_level(obj.manual_level, reason=obj.reason or "set in the admin",
+                         changed_by=request.user.get_username())
+
+
+@admin.register(DegradationChange)
+class DegradationChangeAdmin(ReadOnlyAdmin):
+    list_display = ["at", "from_level", "to_level", "manual", "reason", "changed_by"]
+    list_filter = ["manual", "to_level"]
+    search_fields = ["reason", "changed_by"]
+    date_hierarchy = "at"
+
+
+@admin.register(ConfigFlag)
+class ConfigFlagAdmin(admin.ModelAdmin):
+    list_display = ["key", "type", "value", "description", "updated_at", "updated_by"]
+    list_filter = ["type"]
+    search_fields = ["key", "description"]
+    readonly_fields = ["updated_at", "updated_by"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.updated_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(TtlChange)
+class TtlChangeAdmin(admin.ModelAdmin):
+    """Adding a row here applies an emergency TTL to spans and their content."""
+
+    list_display = ["at", "table", "days", "reason", "changed_by"]
+    search_fields = ["reason", "changed_by"]
+    fields = ["days", "reason"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        first, *_ = set_spans_ttl(days=obj.days, reason=obj.reason,
+                                  changed_by=request.user.get_username())
+        obj.pk = first.pk
+        messages.info(request, f"spans and their content now expire after {obj.days} days")
+
+
+@admin.register(BackupRun)
+class BackupRunAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "finished_at", "status", "database", "rows", "bytes",
+                    "location", "progress"]
+    list_filter = ["status", "database"]
+    search_fields = ["location", "error"]
+    date_hierarchy = "started_at"
+    actions = ["back_up_now"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Back up ClickHouse now (queued; any selection)")
+    def back_up_now(self, request, queryset) -> None:
+        tasks.backup_clickhouse.delay()
+        self.message_user(request, "Backup queued; it appears here when it starts. Restore "
+                                   "with `python manage.py restore_backup <id>`.")
