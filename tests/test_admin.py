@@ -31,14 +31,14 @@ def some_of_everything():
 
 
 def admin_urls(model, obj=None) -> dict[str, str]:
-    info = (model._meta.app_label, model._meta.model_name)
-    urls = {"list": reverse("admin:%s_%s_changelist" % info)}
+    prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+    urls = {"list": reverse(f"{prefix}_changelist")}
     model_admin = admin.site._registry[model]
     if model_admin.search_fields:
         urls["search"] = urls["list"] + "?q=smoke%27%22%3C"
-    urls["add"] = reverse("admin:%s_%s_add" % info)
+    urls["add"] = reverse(f"{prefix}_add")
     if obj is not None:
-        urls["change"] = reverse("admin:%s_%s_change" % info, args=[obj.pk])
+        urls["change"] = reverse(f"{prefix}_change", args=[obj.pk])
     return urls
 
 
