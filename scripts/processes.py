@@ -6,6 +6,7 @@ process in the background (logs in var/log, pid files in var/run) and prints the
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,16 +73,21 @@ def pid_of(name: str) -> int | None:
         return None
 
 
+# Every process writes its Prometheus counters here; /metrics adds them up.
+METRICS_DIR = VAR / "prometheus"
+
+
 def start(name: str) -> None:
     if pid_of(name):
         print(f"{name:8} already running")
         return
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR)}
     with open(LOGS / f"{name}.log", "ab") as log:
         process = subprocess.Popen(
             PROCESSES[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     (PIDS / f"{name}.pid").write_text(str(process.pid))
     print(f"{name:8} started (pid {process.pid}, log var/log/{name}.log)")
@@ -120,6 +126,10 @@ def up() -> None:
     manage("ensure_kafka_topics")
     manage("collectstatic", "--noinput")
     key = manage("create_api_key", "demo", "--name", "demo key").strip().splitlines()[-1]
+    if not any(pid_of(name) for name in PROCESSES):
+        # Counters of processes that are gone would be added to the new ones'.
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
     for name in PROCESSES:
         start(name)
     wait_for_api()
@@ -128,6 +138,7 @@ def up() -> None:
         f"\nDocs     http://127.0.0.1:{API_PORT}/api/docs/"
         f"\nAdmin    http://127.0.0.1:{API_PORT}/admin/  (python manage.py createsuperuser)"
         f"\nHealth   http://127.0.0.1:{API_PORT}/health/"
+        f"\nMetrics  http://127.0.0.1:{API_PORT}/metrics"
         f"\nFlower   http://127.0.0.1:{FLOWER_PORT}/"
         f"\nDemo API key (org 'demo'): {key}"
         f"\nStop with: make stop"
