@@ -18,6 +18,7 @@ from costs.services.reports import costs_recorded
 from ingestion.schema import MESSAGE_VERSION, SpanMessage
 from ingestion.services.lease import Lease
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
+from llmops import metrics
 from llmops.clickhouse import get_client
 from llmops.clickhouse_errors import is_retryable
 from llmops.kafka import get_producer, new_consumer
@@ -236,6 +237,8 @@ class PartitionDrainer:
         self._insert_spans(rows.spans, rows.messages, batch.token)
         costs_recorded(org_ids=rows.org_ids)
         self.stats.insert_seconds.append(time.monotonic() - started)
+        metrics.DRAIN_INSERT_SECONDS.observe(self.stats.insert_seconds[-1])
+        metrics.DRAIN_BATCH_SPANS.observe(len(rows.spans))
         self.stats.batches += 1
         self.stats.messages += len(batch.messages)
         self.stats.spans += len(rows.spans)
@@ -245,6 +248,7 @@ class PartitionDrainer:
                        self.partition, message.offset(), reason)
         dead_letter(message, reason)
         self.stats.dead_lettered += 1
+        metrics.DEAD_LETTERS.inc()
 
     def _insert(self, table: str, columns: list[str], rows: list[list], token: str) -> None:
         if not rows:
