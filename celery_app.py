@@ -39,6 +39,11 @@ app.conf.beat_schedule = {
         "schedule": settings.DEGRADATION_CHECK_INTERVAL_S,
         "options": {"expires": settings.DEGRADATION_CHECK_INTERVAL_S * 2},
     },
+    "replay-evaluation-retry-log": {
+        "task": "evaluation.replay_retry_log",
+        "schedule": settings.EVALUATION_REPLAY_INTERVAL_S,
+        "options": {"expires": settings.EVALUATION_REPLAY_INTERVAL_S * 2},
+    },
     "backup-clickhouse": {
         "task": "operations.backup_clickhouse",
         "schedule": crontab(hour=settings.BACKUP_HOUR_UTC, minute=settings.BACKUP_MINUTE_UTC),

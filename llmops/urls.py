@@ -24,6 +24,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("ingestion.urls")),
     path("api/v1/", include("costs.urls")),
+    path("api/v1/", include("evaluation.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/", HealthCheckView.as_view(checks=readiness_checks()), name="health"),

@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from django.conf import settings
 
 from costs.services.reports import costs_recorded
+from evaluation.services.dispatch import enqueue_for_spans
 from ingestion.schema import MESSAGE_VERSION, SpanMessage
 from ingestion.services.lease import Lease
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
@@ -242,6 +243,8 @@ class PartitionDrainer:
         self.stats.batches += 1
         self.stats.messages += len(batch.messages)
         self.stats.spans += len(rows.spans)
+        # Never raises: evaluation trouble does not hold up the drain (see its docstring).
+        enqueue_for_spans(rows.spans, batch_token=batch.token)
 
     def _dead_letter(self, message, reason: str) -> None:
         logger.warning("partition %d offset %d dead-lettered: %s",

@@ -6,10 +6,11 @@ document's and live in reliability.py; what is here the document leaves unsaid."
 from .env import env
 from .reliability import LLM_PROVIDER_RATE_PER_S
 
-# (span, evaluator) pairs per Celery task. Built-in scorers take microseconds, so many share
-# a task; an external call is slow and rate-limited, so each gets its own task (one stuck
-# call holds up no other, and the queue length counts waiting external evaluations).
-EVALUATION_BUILTIN_TASK_SIZE = env("EVALUATION_BUILTIN_TASK_SIZE", 500)
+# (span, evaluator) pairs per Celery task as a drain queues them: the drain's cost is one
+# publish per task. A task runs its built-in scorers (microseconds each) at once and queues
+# its external evaluations (slow, rate-limited) as tasks of EVALUATION_EXTERNAL_TASK_SIZE,
+# so one stuck call holds up no other and the queue length counts the waiting slow ones.
+EVALUATION_TASK_SIZE = env("EVALUATION_TASK_SIZE", 500)
 EVALUATION_EXTERNAL_TASK_SIZE = env("EVALUATION_EXTERNAL_TASK_SIZE", 1)
 # How long a process trusts its list of active evaluator configs; a change is announced
 # on pub/sub at once, so this only bounds staleness while Redis is unreachable.

@@ -1,0 +1,5 @@
+"""Scores."""
+
+from evaluation.clickhouse import scores
+
+operations = [scores()]

@@ -1,0 +1,72 @@
+"""Shapes of the scores API: what clients send, what they filter on."""
+
+import math
+
+from rest_framework import serializers
+
+from evaluation.services.scores import STATUSES
+
+MAX_SCORES_PER_REQUEST = 1000
+
+
+class ScoreIn(serializers.Serializer):
+    trace_id = serializers.CharField(max_length=128)
+    span_id = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
+    name = serializers.CharField(max_length=100)
+    value = serializers.JSONField()
+    data_type = serializers.ChoiceField(["numeric", "categorical", "boolean"], required=False)
+    comment = serializers.CharField(max_length=4000, required=False, default="",
+                                    allow_blank=True)
+    source = serializers.ChoiceField(["human", "client"], default="client")
+    id = serializers.CharField(max_length=128, required=False,
+                               help_text="Sending the same id again replaces the score.")
+    timestamp = serializers.DateTimeField(required=False)
+
+    def validate(self, data: dict) -> dict:
+        value = data["value"]
+        if isinstance(value, bool):
+            kind = "boolean"
+        elif isinstance(value, int | float) and math.isfinite(value):
+            kind = "numeric"
+        elif isinstance(value, str) and value.strip():
+            kind = "categorical"
+        else:
+            raise serializers.ValidationError({"value": "a finite number, a boolean or a label"})
+        if data.get("data_type", kind) != kind:
+            raise serializers.ValidationError({"value": f"not a {data['data_type']} value"})
+        data["data_type"] = kind
+        return data
+
+
+class ScoresIn(serializers.Serializer):
+    scores = ScoreIn(many=True, allow_empty=False, max_length=MAX_SCORES_PER_REQUEST)
+
+
+class ScoreFilters(serializers.Serializer):
+    trace_id = serializers.CharField(max_length=128, required=False, default="")
+    span_id = serializers.CharField(max_length=128, required=False, default="")
+    evaluator = serializers.CharField(max_length=100, required=False, default="")
+    status = serializers.ChoiceField(STATUSES, required=False, default="")
+    since = serializers.DateTimeField(required=False, default=None,
+                                      help_text="scores written at or after this time")
+    until = serializers.DateTimeField(required=False, default=None,
+                                      help_text="scores written before this time")
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
+
+
+def score_out(row: dict) -> dict:
+    kind = row["data_type"]
+    value = row["value"]
+    if kind == "categorical":
+        value = row["string_value"]
+    elif kind == "boolean" and value is not None:
+        value = bool(value)
+    return {
+        "id": row["score_id"], "trace_id": row["trace_id"], "span_id": row["span_id"],
+        "evaluator": row["evaluator"], "evaluator_type": row["evaluator_type"],
+        "source": row["source"], "status": row["status"], "data_type": kind, "value": value,
+        "comment": row["comment"], "latency_ms": round(row["latency_ms"], 3),
+        "model": row["model"], "timestamp": row["timestamp"].isoformat(),
+    }
+
+

@@ -1,0 +1,114 @@
+"""Which evaluators a stored span calls for: the active configs (cached in each process),
+their span filters and their sampling on the trace id."""
+
+import hashlib
+import threading
+import time
+from collections import defaultdict
+from datetime import datetime
+from fnmatch import fnmatchcase
+
+from django.conf import settings
+
+from evaluation.models import EvaluatorConfig
+from ingestion.services.rows import SPAN_COLUMNS
+from llmops import changes
+from operations.models import DegradationLevel
+
+TOPIC = "evaluators"
+_COLUMN = {name: SPAN_COLUMNS.index(name) for name in (
+    "org_id", "trace_id", "span_id", "name", "kind", "model", "tags", "input_hash",
+    "output_hash", "start_time")}
+
+_lock = threading.Lock()
+_cached: tuple[float, dict[int, list[EvaluatorConfig]], dict[int, EvaluatorConfig]] | None = None
+
+
+def forget_cached_configs() -> None:
+    global _cached
+    _cached = None
+
+
+def _load() -> tuple[dict[int, list[EvaluatorConfig]], dict[int, EvaluatorConfig]]:
+    global _cached
+    with _lock:
+        ttl = settings.EVALUATION_CONFIG_CACHE_TTL_S
+        if _cached is None or time.monotonic() - _cached[0] > ttl:
+            changes.on_change(TOPIC, forget_cached_configs)
+            by_org: dict[int, list[EvaluatorConfig]] = defaultdict(list)
+            by_id = {}
+            for config in EvaluatorConfig.objects.filter(is_active=True):
+                by_org[config.org_id].append(config)
+                by_id[config.id] = config
+            _cached = (time.monotonic(), dict(by_org), by_id)
+        return _cached[1], _cached[2]
+
+
+def active_configs() -> dict[int, list[EvaluatorConfig]]:
+    """Active configs by org id."""
+    return _load()[0]
+
+
+def active_config(config_id: int) -> EvaluatorConfig | None:
+    return _load()[1].get(config_id)
+
+
+def is_sampled(trace_id: str, rate: float) -> bool:
+    """Deterministic on the trace id, so a trace is evaluated whole, by every evaluator of the
+    same rate, in every process. Not ingestion's crc32: a hash independent of it, or an org
+    sampled at 50 % with an evaluator at 50 % would have every stored trace evaluated."""
+    if rate >= 1.0:
+        return True
+    digest = hashlib.blake2b(trace_id.encode(), digest_size=8, person=b"llmops-eval").digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+def matches(config: EvaluatorConfig, *, model: str, name: str, kind: str,
+            tags: list[str]) -> bool:
+    """The config's filters, each empty one meaning any."""
+    if config.match_models and not any(fnmatchcase(model, p) for p in config.match_models):
+        return False
+    if config.match_names and not any(fnmatchcase(name, p) for p in config.match_names):
+        return False
+    if config.match_kinds and kind not in config.match_kinds:
+        return False
+    return set(config.match_tags) <= set(tags)
+
+
+def _time_us(value: datetime) -> int:
+    return int(value.timestamp()) * 1_000_000 + value.microsecond
+
+
+def items_for(rows: list[list], *, level_of=None) -> list[dict]:
+    """The (span, evaluator) pairs that stored span rows (SPAN_COLUMNS order) call for.
+    `level_of` returns the degradation level; it is asked only when some config applies."""
+    configs = active_configs()
+    if not configs:
+        return []
+    level = None
+    items = []
+    col = _COLUMN
+    for row in rows:
+        candidates = configs.get(row[col["org_id"]])
+        if not candidates:
+            continue
+        if level is None:
+            level = level_of() if level_of else DegradationLevel.NORMAL
+        for config in candidates:
+            # Seed, level 1 "Reduced Evaluation": non-critical evaluations are skipped.
+            if level >= DegradationLevel.REDUCED_EVALUATION and not config.is_critical:
+                continue
+            if not matches(config, model=row[col["model"]], name=row[col["name"]],
+                           kind=row[col["kind"]], tags=row[col["tags"]]):
+                continue
+            if not is_sampled(row[col["trace_id"]], config.sampling_rate):
+                continue
+            items.append({
+                "org_id": row[col["org_id"]], "trace_id": row[col["trace_id"]],
+                "span_id": row[col["span_id"]], "config_id": config.id,
+                "external": config.is_external, "name": row[col["name"]],
+                "model": row[col["model"]], "input_hash": row[col["input_hash"]],
+                "output_hash": row[col["output_hash"]],
+                "span_time_us": _time_us(row[col["start_time"]]),
+            })
+    return items
