@@ -45,8 +45,8 @@ class ByteLRU:
 
     def put(self, key: str, value: bytes, expires_at: float) -> None:
         cost = self._cost(key, value)
-        if cost > self.max_bytes:
-            return  # would evict everything else and still not fit
+        if cost > self.max_bytes or expires_at <= time.time():
+            return  # would evict everything else and still not fit, or is dead already
         with self._lock:
             if key in self._entries:
                 self._remove(key)

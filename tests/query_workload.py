@@ -106,6 +106,19 @@ def make_trace(rng: random.Random, org_tag: str, number: int, start: datetime) -
     return spans
 
 
+def simple_span(trace_id: str, index, start: datetime, parent: str | None = "root") -> dict:
+    return {"trace_id": trace_id, "span_id": f"{trace_id}-{index}", "name": f"step {index}",
+            "parent_span_id": parent and f"{trace_id}-{parent}", "kind": "llm",
+            "start_time": iso(start), "end_time": iso(start + timedelta(milliseconds=80)),
+            "model": "gpt-4o", "usage": {"input_tokens": 5, "output_tokens": 1}}
+
+
+def simple_trace(trace_id: str, start: datetime) -> list[dict]:
+    """A root and two children, a second apart."""
+    return [simple_span(trace_id, "root", start, parent=None),
+            *(simple_span(trace_id, i, start + timedelta(seconds=i)) for i in range(1, 3))]
+
+
 def ingest_workload(*, base: datetime, traces_per_org: tuple[int, ...] = (40, 25, 6),
                     seed: int = 4) -> list[OrgData]:
     """Orgs with their traces, sent through the API (a few spans sent twice, as a client

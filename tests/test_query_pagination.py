@@ -7,21 +7,9 @@ from datetime import timedelta
 import pytest
 
 from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans
-from tests.query_workload import iso, now_floor_hour, wait_for_settle
+from tests.query_workload import iso, now_floor_hour, simple_span, simple_trace, wait_for_settle
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the ingesting thread sees the org
-
-
-def span(trace_id: str, index: int, start, parent: str | None = "root") -> dict:
-    return {"trace_id": trace_id, "span_id": f"{trace_id}-{index}", "name": f"step {index}",
-            "parent_span_id": parent and f"{trace_id}-{parent}", "kind": "llm",
-            "start_time": iso(start), "end_time": iso(start + timedelta(milliseconds=80)),
-            "model": "gpt-4o", "usage": {"input_tokens": 5, "output_tokens": 1}}
-
-
-def trace(trace_id: str, start) -> list[dict]:
-    return [span(trace_id, "root", start, parent=None),
-            *(span(trace_id, i, start + timedelta(seconds=i)) for i in range(1, 3))]
 
 
 class Ingestor(threading.Thread):
@@ -42,12 +30,12 @@ class Ingestor(threading.Thread):
                 spans = []
                 for trace_id in [t for t in list(self.listed) if t not in self.moved][:3]:
                     early = self.base - timedelta(minutes=30, seconds=len(self.moved))
-                    spans.append(span(trace_id, "late-root", early, parent=None))
+                    spans.append(simple_span(trace_id, "late-root", early, parent=None))
                     self.moved.add(trace_id)
                 for k in range(2):
                     new_id = f"new-{self.rounds}-{k}"
                     start = self.base + timedelta(seconds=60 * (7 * self.rounds + 3 * k) + 30)
-                    spans.extend(trace(new_id, start))
+                    spans.extend(simple_trace(new_id, start))
                     self.added.append(new_id)
                 response = post_spans(client, spans)
                 assert response.status_code == 202, response.content
@@ -64,7 +52,8 @@ def test_a_trace_walk_lists_each_trace_once_while_spans_keep_arriving():
     org, key = new_org()
     originals = [f"orig-{i:02d}" for i in range(60)]
     client = client_for(key)
-    spans = [s for i, t in enumerate(originals) for s in trace(t, base + timedelta(minutes=i))]
+    spans = [s for i, trace_id in enumerate(originals)
+             for s in simple_trace(trace_id, base + timedelta(minutes=i))]
     assert post_spans(client, spans).status_code == 202
     drain_everything()
     wait_for_settle()
@@ -114,7 +103,8 @@ def test_a_span_walk_lists_each_span_once_while_spans_keep_arriving():
     base = now_floor_hour() - timedelta(hours=2)
     org, key = new_org()
     client = client_for(key)
-    originals = [s for i in range(20) for s in trace(f"t{i:02d}", base + timedelta(minutes=i))]
+    originals = [s for i in range(20)
+                 for s in simple_trace(f"t{i:02d}", base + timedelta(minutes=i))]
     assert post_spans(client, originals).status_code == 202
     drain_everything()
     window = {"from": iso(base - timedelta(hours=1)), "to": iso(base + timedelta(hours=1)),
@@ -129,7 +119,7 @@ def test_a_span_walk_lists_each_span_once_while_spans_keep_arriving():
             break
         # Meanwhile: newer spans (above the cursor), and a resent copy of a span not listed
         # yet (below it: only a deduplicating read lists it once).
-        newer = trace(f"late{round_number}", base + timedelta(minutes=50 + round_number))
+        newer = simple_trace(f"late{round_number}", base + timedelta(minutes=50 + round_number))
         resent = next(s for s in originals if (s["trace_id"], s["span_id"]) not in listed)
         assert post_spans(client, [*newer, resent]).status_code == 202
         drain_everything()
