@@ -58,7 +58,7 @@ class CostReportView(APIView):
             "serve the days where each span was stored once, the stored spans serve the rest "
             "(`sources`); session and tag groups always come from the stored spans. Cached "
             f"per org for {settings.COST_CACHE_TTL_S} s (COST_CACHE_TTL_S), dropped as soon "
-            "as new spans of the org are stored."),
+            "as new spans of the org are stored; `X-Cache` says `l2` or `miss`."),
         responses={200: OpenApiResponse(description="The report", examples=[
             OpenApiExample("a day, by model", value=REPORT_EXAMPLE)]),
             400: OpenApiResponse(description="A bad parameter, named in the body.")},
@@ -66,6 +66,8 @@ class CostReportView(APIView):
     def get(self, request):
         params = CostReportParams.parse(request)
         start, end = resolve_window(params.get("from"), params.get("to"))
-        body = cost_report(org_id=request.user.org_id, start=start, end=end,
-                           bucket=params["bucket"], group_by=params.get("group_by"))
-        return HttpResponse(body, content_type="application/json")
+        body, source = cost_report(org_id=request.user.org_id, start=start, end=end,
+                                   bucket=params["bucket"], group_by=params.get("group_by"))
+        response = HttpResponse(body, content_type="application/json")
+        response["X-Cache"] = source
+        return response

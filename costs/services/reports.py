@@ -32,14 +32,16 @@ GROUPS = {
 COUNTS = ["spans", "input_tokens", "cached_input_tokens", "cache_write_tokens",
           "output_tokens", "total_tokens", "unpriced_spans", "estimated_spans"]
 MEASURES = ["cost", *COUNTS]
+# The same measures from each source, in the same order (UNION ALL matches by position).
 ROLLUP_MEASURES = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
-SPAN_MEASURES = (
-    "count() AS spans, sum(toDecimal128(cost, 12)) AS cost, sum(input_tokens) AS input_tokens,"
-    " sum(cached_input_tokens) AS cached_input_tokens,"
-    " sum(cache_write_tokens) AS cache_write_tokens, sum(output_tokens) AS output_tokens,"
-    " sum(total_tokens) AS total_tokens, countIf(cost_source = 'unpriced') AS unpriced_spans,"
-    " countIf(usage_source = 'estimated') AS estimated_spans"
-)
+SPAN_EXPRESSIONS = {
+    "cost": "sum(toDecimal128(cost, 12))",
+    "spans": "count()",
+    "unpriced_spans": "countIf(cost_source = 'unpriced')",
+    "estimated_spans": "countIf(usage_source = 'estimated')",
+}
+SPAN_MEASURES = ", ".join(f"{SPAN_EXPRESSIONS.get(name, f'sum({name})')} AS {name}"
+                          for name in MEASURES)
 
 
 def _generation_key(org_id: int) -> str:
@@ -181,6 +183,7 @@ def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
     """Costs and tokens of an org's spans starting in [start, end), per bucket and group, with
     totals and the models no price matched. Equal, to the last decimal, to the sums over the
     stored spans (`spans FINAL`)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     by_model = plan(start=start, end=end, exact_days=exact_days(org_id=org_id, start=start,
                                                                  end=end))
     rollup_group, span_group = GROUPS[group_by]
@@ -215,9 +218,9 @@ def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
 
 
 def cost_report(*, org_id: int, start: datetime, end: datetime, bucket: str = "hour",
-                group_by: str | None = None) -> bytes:
-    """The report as JSON, from the L2 cache (COST_CACHE_TTL_S) unless the org stored new
-    costs since it was computed."""
+                group_by: str | None = None) -> tuple[bytes, str]:
+    """(the report as JSON, "l2" or "miss"): from the L2 cache (COST_CACHE_TTL_S) unless the
+    org stored new costs since it was computed."""
     # Read before computing: a report racing a drain is filed under the older generation.
     generation = _generation(org_id)
     params = {"from": start, "to": end, "bucket": bucket, "group_by": group_by,
@@ -228,7 +231,6 @@ def cost_report(*, org_id: int, start: datetime, end: datetime, bucket: str = "h
                                            group_by=group_by))
 
     if generation < 0:
-        return compute()
-    body, _ = get_or_compute(key=query_key("costs", org_id, params),
-                             ttl_s=settings.COST_CACHE_TTL_S, compute=compute)
-    return body
+        return compute(), "miss"
+    return get_or_compute(key=query_key("costs", org_id, params),
+                          ttl_s=settings.COST_CACHE_TTL_S, compute=compute)
