@@ -14,10 +14,12 @@ from costs.services.pricing import pricing_changed
 
 PRICE_EXPONENT = Decimal("0.000001")  # the Price model's six decimals
 # genai-prices tries a provider's models in order and, for a model name alone, the provider
-# whose own rule matches it (anthropic for claude-*) before others that resell it. Priorities
-# keep that order: home providers' rows from -1 down, resellers' from -100001 down, so any
-# operator row at the default 0 outranks them all.
-RESELLER_OFFSET = 100_000
+# whose own rule claims it (anthropic for claude-*) before others that offer it too. Synced
+# priorities keep that order in three bands, each in the package's model order: the model's
+# own provider (-1 down), a provider with models of its own offering it (Vertex's claude,
+# -100001 down), a pure reseller (Bedrock, OpenRouter, -200001 down). An operator's row at
+# the default priority 0 outranks them all.
+BAND = 100_000
 
 
 def pattern_of(clause) -> str:
@@ -80,8 +82,11 @@ def package_rows() -> list[dict]:
 
     rows = []
     for provider in providers:
-        offset = 0 if provider.model_match is not None else RESELLER_OFFSET
         for index, model in enumerate(provider.models):
+            if provider.model_match is None:
+                band = 2
+            else:
+                band = 0 if provider.model_match.is_match(model.id.lower()) else 1
             pattern = pattern_of(model.match)
             for start, end, prices in periods(model):
                 input_price, output_price = _price(prices.input_mtok), _price(prices.output_mtok)
@@ -98,7 +103,7 @@ def package_rows() -> list[dict]:
                     "cache_write_price": _price(prices.cache_write_mtok),
                     "effective_from": _midnight(start),
                     "effective_to": _midnight(end),
-                    "priority": -(offset + index + 1),
+                    "priority": -(band * BAND + index + 1),
                 })
     return rows
 
