@@ -104,7 +104,12 @@ class SpansView(APIView):
             "Accepts up to INGEST_MAX_SPANS_PER_REQUEST spans (default 1,000) and "
             "INGEST_MAX_BODY_BYTES (default 5 MB, gzip accepted). A span counts as accepted "
             "only once Kafka has acknowledged it. 202: all accepted; 207: some rejected, "
-            "each with its index and field errors; 429/503 carry Retry-After."
+            "each with its index and field errors; 429/503 carry Retry-After.\n\n"
+            "`usage.input_tokens` counts every prompt token, the cached ones included "
+            "(OpenAI's convention): `cached_input_tokens` (read from a prompt cache) and "
+            "`cache_write_tokens` (written to it) are parts of it, so together they cannot "
+            "exceed it. Without `cost`, the span is priced at drain time from its usage (or, "
+            "without usage, from tokens counted in its content): see GET /api/v1/costs."
         ),
         request={"application/json": {"type": "object"}},
         examples=[OpenApiExample("one LLM span", value=SPAN_EXAMPLE, request_only=True)],

@@ -123,6 +123,7 @@ def wait_for_api(timeout: float = 60) -> None:
 def up() -> None:
     manage("migrate", "--noinput")
     manage("migrate_clickhouse")
+    manage("sync_prices")  # model prices from the genai-prices package; operators' edits kept
     manage("ensure_kafka_topics")
     manage("collectstatic", "--noinput")
     key = manage("create_api_key", "demo", "--name", "demo key").strip().splitlines()[-1]
