@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(scope="module")
 def orgs(django_db_setup, django_db_blocker):
     with merges_stopped(), django_db_blocker.unblock():
-        return ingest_workload(base=now_floor_hour() - timedelta(hours=5),
+        yield ingest_workload(base=now_floor_hour() - timedelta(hours=5),
                                traces_per_org=(8, 3), seed=11)
 
 
