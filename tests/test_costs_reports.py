@@ -192,6 +192,33 @@ def test_random_workload_reports_equal_the_stored_spans_to_the_last_decimal():
     assert twice_reports[0]["totals"]["cost"] == f"{total:.12f}"
 
 
+def test_a_span_sent_again_later_in_its_day_counts_where_it_now_starts():
+    drain_everything()
+    _prices()
+    org, key = new_org()
+    usage = {"input_tokens": 1000, "output_tokens": 10}
+
+    def at(hour: int, index: int, **fields) -> dict:
+        start = DAY0 + timedelta(hours=hour, minutes=30)
+        return {"trace_id": "moved", "span_id": f"moved-{index}", "name": "call",
+                "model": "acme-large", "provider": "acme", "usage": usage,
+                "start_time": start.isoformat(),
+                "end_time": (start + timedelta(seconds=1)).isoformat(), **fields}
+
+    _send(key, [at(8, 0), at(9, 1)])
+    drain_everything()
+    # The same span again, now starting at 15:30 of the same day: stored once, there.
+    _send(key, [at(15, 1, usage={"input_tokens": 7, "output_tokens": 7})])
+    drain_everything()
+    rows = stored_spans(org.id)
+    morning = (DAY0, DAY0 + timedelta(hours=10))
+    report = compute_report(org_id=org.id, start=morning[0], end=morning[1], bucket="hour",
+                            group_by=None)
+    assert report["totals"]["spans"] == 1  # 08:30 only: the other span left the morning
+    assert report["totals"] == _expected(rows, *morning, "hour", None)["totals"]
+    assert exact_days(org_id=org.id, start=morning[0], end=morning[1]) == set()
+
+
 def test_the_api_answers_from_cache_until_new_costs_land():
     drain_everything()
     _prices()

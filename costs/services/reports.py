@@ -16,6 +16,7 @@ from llmops.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BUCKETS = {"hour": "toStartOfHour", "day": "toStartOfDay"}
@@ -120,17 +121,20 @@ def exact_days(*, org_id: int, start: datetime, end: datetime) -> set[date]:
 
     `spans` counts inserted rows, `span_keys` distinct spans: equal means no span of that day
     was inserted twice (a hash collision can only make them differ, never hide a duplicate).
-    A day with no rollup rows is not listed: its spans, if any, predate the view."""
+    Whole days are checked, as spans deduplicate per day: a span stored again may have moved
+    to an hour outside the window. A day with no rollup rows is not listed: its spans, if
+    any, predate the view."""
     rows = get_client().query(
         """
         SELECT toDate(hour) AS day, sum(spans) = uniqExactMerge(span_keys)
         FROM cost_hourly
         WHERE org_id = {org:UInt64}
-          AND hour >= toStartOfDay(toDateTime({lo:Int64}, 'UTC'))
-          AND hour < toDateTime({hi:Int64}, 'UTC')
+          AND hour >= toDateTime({first:Date}, 'UTC')
+          AND hour < toDateTime({last:Date}, 'UTC') + INTERVAL 1 DAY
         GROUP BY day
         """,
-        parameters={"org": org_id, "lo": int(start.timestamp()), "hi": int(end.timestamp())},
+        parameters={"org": org_id, "first": start.astimezone(UTC).date(),
+                    "last": (end - timedelta(microseconds=1)).astimezone(UTC).date()},
     ).result_rows
     return {day for day, exact in rows if exact}
 
@@ -138,7 +142,7 @@ def exact_days(*, org_id: int, start: datetime, end: datetime) -> set[date]:
 def _ranges_sql(column: str, ranges: list[tuple[datetime, datetime]]) -> str:
     # Our own integers, not user text: safe to inline.
     def bound(moment: datetime) -> str:
-        micros = int(moment.timestamp()) * 1_000_000 + moment.microsecond
+        micros = (moment - EPOCH) // timedelta(microseconds=1)
         return f"fromUnixTimestamp64Micro(toInt64({micros}), 'UTC')"
 
     return " OR ".join(f"({column} >= {bound(a)} AND {column} < {bound(b)})" for a, b in ranges)
