@@ -19,17 +19,16 @@ COST_EXPONENT = Decimal("1e-12")  # the spans table's Decimal64(12)
 MICROS = 1_000_000
 
 
-def _micros(price: Decimal | None) -> int | None:
+def _micros(price: Decimal | None, default: int = 0) -> int:
     # Prices have at most 6 decimals: in millionths of a dollar per million tokens they are
     # whole numbers, and a span's cost in 1e-12 USD is an exact integer sum.
-    return None if price is None else int(price * MICROS)
+    return default if price is None else int(price * MICROS)
 
 
 @dataclass(frozen=True, slots=True)
 class PriceRow:
     id: int
     provider: str
-    model_name: str
     pattern: re.Pattern
     input: int  # micro-USD per million tokens
     output: int
@@ -43,14 +42,12 @@ class PriceRow:
     def of(cls, price: Price) -> "PriceRow":
         input_price = _micros(price.input_price)
         return cls(
-            id=price.id, provider=price.provider.lower(), model_name=price.model_name,
+            id=price.id, provider=price.provider.lower(),
             pattern=re.compile(price.model_pattern, re.IGNORECASE),
             input=input_price, output=_micros(price.output_price),
             # No separate cache price: those tokens are billed as input, never left unpriced.
-            cached_input=_micros(price.cached_input_price) if price.cached_input_price is not None
-            else input_price,
-            cache_write=_micros(price.cache_write_price) if price.cache_write_price is not None
-            else input_price,
+            cached_input=_micros(price.cached_input_price, input_price),
+            cache_write=_micros(price.cache_write_price, input_price),
             effective_from=price.effective_from, effective_to=price.effective_to,
             priority=price.priority,
         )
@@ -86,18 +83,13 @@ class SpanCost:
 
 
 @cache
-def _package_providers() -> list:
-    from genai_prices.data import providers
-
-    return providers
-
-
-@cache
 def _provider_alias(name: str) -> str:
     """genai-prices' id for a provider spelled another way (OpenAI, bedrock, vertex_ai...)."""
+    # Imported on first use: the package's data takes a quarter of a second to load.
+    from genai_prices.data import providers
     from genai_prices.data_snapshot import find_provider_by_id
 
-    provider = find_provider_by_id(_package_providers(), name)
+    provider = find_provider_by_id(providers, name)
     return provider.id if provider else name
 
 
@@ -206,9 +198,9 @@ def price_for(*, model: str, provider: str = "", at: datetime) -> PriceRow | Non
     return None
 
 
-def quantize_cost(cost: float | Decimal) -> Decimal:
-    """A client-reported cost as stored: 12 decimals, half to even."""
-    return Decimal(repr(cost) if isinstance(cost, float) else cost).quantize(COST_EXPONENT)
+def provided_cost(cost: float) -> Decimal:
+    """A client's cost as stored: its shortest decimal form, to 12 decimals (half to even)."""
+    return Decimal(repr(cost)).quantize(COST_EXPONENT)
 
 
 def price_usage(*, model: str, provider: str, at: datetime, usage: TokenUsage) -> PricedUsage:
@@ -227,7 +219,7 @@ def cost_of_span(span: SpanIn) -> SpanCost:
     from its usage (reported or estimated) and the price in force at its start."""
     usage = usage_of_span(span)
     if span.cost is not None:
-        return SpanCost(usage, quantize_cost(span.cost), "provided", 0)
+        return SpanCost(usage, provided_cost(span.cost), "provided", 0)
     priced = price_usage(model=span.model, provider=span.provider, at=span.start_time,
                          usage=usage)
     return SpanCost(usage, priced.cost, priced.source, priced.price_id)
