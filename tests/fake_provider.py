@@ -32,7 +32,7 @@ class Behaviour:
     fail_first: int = 0  # the first N calls of each distinct request answer 500
     too_many: int = 0  # the next N calls answer 429
     retry_after: str = "1"
-    malformed: str = ""  # "not_json" | "no_score" | "no_choices"
+    malformed: str = ""  # "not_json" | "no_choices" | "prose" | "no_score"
     score: object = 0.8
 
 
@@ -153,8 +153,9 @@ class FakeProvider:
             return b"<html>502 Bad Gateway</html>"
         if b.malformed == "no_choices":
             return b'{"id": "x", "choices": []}'
-        content = ("I think it is quite good." if b.malformed == "no_score"
-                   else json.dumps({"score": b.score, "reasoning": "fake judge"}))
+        content = {"prose": "I think it is quite good.",
+                   "no_score": json.dumps({"verdict": "good"})}.get(
+            b.malformed, json.dumps({"score": b.score, "reasoning": "fake judge"}))
         return json.dumps({"id": "chatcmpl-fake", "object": "chat.completion", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": content},
              "finish_reason": "stop"}]}).encode()
