@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -82,7 +82,7 @@ class SpanCost:
     price_id: int
 
 
-@cache
+@lru_cache(maxsize=1024)  # bounded: provider names come from clients
 def _provider_alias(name: str) -> str:
     """genai-prices' id for a provider spelled another way (OpenAI, bedrock, vertex_ai...)."""
     # Imported on first use: the package's data takes a quarter of a second to load.

@@ -4,7 +4,7 @@ import base64
 import gzip
 import hashlib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 
 import orjson
@@ -77,7 +77,7 @@ def encoding(name: str) -> tiktoken.Encoding:
                              special_tokens=spec["special_tokens"])
 
 
-@cache
+@lru_cache(maxsize=4096)  # bounded: model names come from clients
 def encoding_name_for(model: str) -> str:
     """tiktoken's encoding for an OpenAI model (a `provider/` prefix ignored), else the
     COSTS_FALLBACK_ENCODING; encodings not shipped offline (legacy r50k/p50k) fall back too."""
