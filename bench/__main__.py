@@ -13,6 +13,7 @@ from bench import env
 
 SECTIONS = {
     "ingest": "bench.ingest",  # API, drain and end-to-end figures (issue: span ingestion)
+    "query": "bench.query",  # query API p50/p99 over 1M spans, uncached and cached (issue 4)
 }
 
 
