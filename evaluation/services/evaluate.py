@@ -27,8 +27,9 @@ def fetch_texts(items: list[dict]) -> dict[tuple[int, str], str]:
              for field in ("input_hash", "output_hash") if item[field]}
     if not pairs:
         return {}
+    # No FINAL: rows of one hash differ only in last_seen, never in content.
     result = get_client().query(
-        "SELECT org_id, content_hash, content FROM span_content FINAL"
+        "SELECT org_id, content_hash, content FROM span_content"
         " WHERE (org_id, content_hash) IN {pairs:Array(Tuple(UInt64, String))}",
         parameters={"pairs": sorted(pairs)},
     )
