@@ -7,8 +7,8 @@ from evaluation.services.replay import replay
 from evaluation.services.scores import ScoresNotStored
 
 
-# Retried only when ClickHouse could not take the scores; every other trouble is already
-# in the scores' status.
+# Retried only when ClickHouse could not take the scores (an external call is then made
+# again); every other trouble is already in the scores' status.
 @shared_task(name="evaluation.evaluate", autoretry_for=(ScoresNotStored,), max_retries=3,
              retry_backoff=True)
 def evaluate(items: list[dict], batch_id: str = "") -> int:

@@ -40,11 +40,18 @@ def run_evaluations(*, items: list[dict], batch_id: str = "") -> int:
     """Evaluate `items` (as matching.items_for makes them) and store their scores; external
     evaluations beyond EVALUATION_EXTERNAL_TASK_SIZE go back to the queue as their own tasks."""
     external = [item for item in items if item["external"]]
-    if len(external) > settings.EVALUATION_EXTERNAL_TASK_SIZE:
-        fan_out(external)
+    split = len(external) > settings.EVALUATION_EXTERNAL_TASK_SIZE
+    if split:
         items = [item for item in items if not item["external"]]
-    # What is left runs now, in milliseconds: the queue depth need not count it any more.
+    stored = _evaluate_and_store(items)
+    # Only once the scores are stored: a task retried for ClickHouse queues nothing twice.
+    if split:
+        fan_out(external)
     queue.forget_batch(batch_id)
+    return stored
+
+
+def _evaluate_and_store(items: list[dict]) -> int:
     level = current_level()
     texts = fetch_texts(items)
     rows = []
