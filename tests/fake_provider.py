@@ -74,12 +74,15 @@ class FakeProvider:
                 status, headers, body, delay = provider.answer(self.path, raw)
                 if delay:
                     time.sleep(delay)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
 
         start = random.randrange(len(PORTS))
         for offset in range(len(PORTS)):

@@ -78,6 +78,21 @@ def test_after_the_last_attempt_the_evaluation_fails_and_is_retried_later(provid
     assert {row["status"] for row in scores_of(org.id)} == {"ok"}  # the result replaces it
 
 
+def test_a_call_over_the_timeout_is_abandoned_and_counts_as_a_failure(provider, settings):
+    settings.EXTERNAL_API_TIMEOUT_MS = 500
+    provider.configure(latency_s=2.0)
+    org, key = new_org()
+    new_config(org, "llm_judge")
+    ingest(key, [make_span("timeout", 0)])
+    started = time.monotonic()
+    drain_queue()
+    assert time.monotonic() - started < 4  # three attempts of 0.5 s and two short backoffs
+    (row,) = scores_of(org.id)
+    assert row["status"] == "failed" and "timed out" in row["comment"]
+    assert len(provider.calls()) == 3
+    assert get_breaker(LLM_EVALUATION).window() == ["f", "f", "f"]
+
+
 def test_a_429_retry_after_holds_back_every_worker(provider):
     provider.configure(too_many=1, retry_after="2")
     org, key = new_org()
