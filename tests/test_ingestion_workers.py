@@ -24,9 +24,10 @@ from tests.ingest_helpers import (
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
-def start_worker(name: str) -> subprocess.Popen:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmops.settings.test",
-           "DRAIN_LEASE_TTL_S": "2"}
+def start_worker(name: str, subprocess_env: dict) -> subprocess.Popen:
+    # The test database too: drains read prices from it. Small batches: a partition takes
+    # several, so a worker killed after its first insert has more to do.
+    env = {**subprocess_env, "DRAIN_LEASE_TTL_S": "2", "DRAIN_BATCH_SIZE": "250"}
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", "ingest",
          "-P", "threads", "-c", str(settings.KAFKA_SPANS_PARTITIONS), "--hostname",
@@ -69,10 +70,10 @@ def send(key: str, count: int) -> int:
     return count
 
 
-def test_scheduled_drains_on_a_real_worker_store_every_span():
+def test_scheduled_drains_on_a_real_worker_store_every_span(subprocess_env):
     drain_everything()
     org, key = new_org()
-    worker = start_worker("ingest")
+    worker = start_worker("ingest", subprocess_env)
     try:
         sent = send(key, 3000)
         assert schedule(), "partitions with lag must get a drain queued"
@@ -82,11 +83,11 @@ def test_scheduled_drains_on_a_real_worker_store_every_span():
     assert count_rows(org.id) == sent
 
 
-def test_a_killed_worker_s_partitions_pass_to_another_worker():
+def test_a_killed_worker_s_partitions_pass_to_another_worker(subprocess_env):
     drain_everything()
     org, key = new_org()
     sent = send(key, 20_000)
-    first = start_worker("doomed")
+    first = start_worker("doomed", subprocess_env)
     try:
         schedule()
         deadline = time.monotonic() + 60
@@ -97,7 +98,7 @@ def test_a_killed_worker_s_partitions_pass_to_another_worker():
         stop(first, signal.SIGKILL)
     assert count_rows(org.id) < sent, "the worker finished before it could be killed"
 
-    second = start_worker("heir")
+    second = start_worker("heir", subprocess_env)
     try:
         stored = wait_for_rows(org.id, sent, timeout_s=90)
     finally:
