@@ -5,6 +5,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans
 from tests.query_workload import iso, now_floor_hour, simple_span, simple_trace, wait_for_settle
@@ -45,6 +46,8 @@ class Ingestor(threading.Thread):
         except BaseException as exc:  # reported by the test thread
             self.error = exc
             self.done_round.set()
+        finally:
+            connection.close()  # this thread's own, or the test database cannot be dropped
 
 
 def test_a_trace_walk_lists_each_trace_once_while_spans_keep_arriving():
