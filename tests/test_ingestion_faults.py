@@ -1,7 +1,6 @@
 """Faults: drainers killed mid-batch, ClickHouse down, poison messages. Nothing lost,
 nothing doubled: the row count (without FINAL) equals the unique spans sent."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -50,10 +49,10 @@ for lag in drain.partition_lags():
 """
 
 
-def run_doomed_drainer(point: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmops.settings.test",
-           # Short leases so the partition passes on quickly after the death.
-           "DRAIN_LEASE_TTL_S": "2"}
+def run_doomed_drainer(point: str, subprocess_env: dict) -> subprocess.CompletedProcess:
+    # The test database (drains read prices from it); short leases so the partition passes
+    # on quickly after the death.
+    env = {**subprocess_env, "DRAIN_LEASE_TTL_S": "2"}
     return subprocess.run([sys.executable, "-c", DRAINER, point], cwd=settings.BASE_DIR,
                           env=env, capture_output=True, text=True, timeout=120)
 
@@ -72,12 +71,12 @@ def in_flight_partitions() -> list[int]:
     return [lag.partition for lag in partition_lags() if lag.in_flight]
 
 
-def test_drainer_killed_after_insert_before_commit():
+def test_drainer_killed_after_insert_before_commit(subprocess_env):
     drain_everything()
     org, key = new_org()
     sent = send(key, traces=20, spans_per_trace=50)
 
-    result = run_doomed_drainer("after-insert")
+    result = run_doomed_drainer("after-insert", subprocess_env)
     assert result.returncode == -signal.SIGKILL, result.stderr
     # The batch is in ClickHouse, its offsets are not committed: the range is in flight.
     (partition,) = in_flight_partitions()
@@ -90,12 +89,12 @@ def test_drainer_killed_after_insert_before_commit():
     assert all(lag.lag == 0 for lag in partition_lags())
 
 
-def test_drainer_killed_before_insert():
+def test_drainer_killed_before_insert(subprocess_env):
     drain_everything()
     org, key = new_org()
     sent = send(key, traces=20, spans_per_trace=50)
 
-    result = run_doomed_drainer("before-insert")
+    result = run_doomed_drainer("before-insert", subprocess_env)
     assert result.returncode == -signal.SIGKILL, result.stderr
     assert len(in_flight_partitions()) == 1
     assert count_rows(org.id) == 0
