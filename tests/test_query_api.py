@@ -7,7 +7,9 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from django.test import override_settings
 
+from ingestion.query.selectors import span_tree
 from ingestion.query_views import hot_traces
 from tests.ingest_helpers import client_for
 from tests.query_workload import (
@@ -252,3 +254,33 @@ def test_openapi_schema_and_docs_cover_every_endpoint(client):
     assert names >= {"from", "to", "user_id", "session_id", "model", "status", "tag",
                      "environment", "name", "limit", "cursor"}
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_long_sessions_and_traces_are_cut_and_say_so(workload):
+    data = workload["orgs"][0]
+    session, traces = max(
+        ((s, {t for t, spans in data.traces.items() if any(x["session_id"] == s for x in spans)})
+         for s in {x["session_id"] for x in data.spans if x["session_id"]}),
+        key=lambda item: len(item[1]))
+    oldest = sorted(traces, key=lambda t: (trace_summary(data, t)["start_time"], t))
+    with override_settings(QUERY_SESSION_MAX_TRACES=2, QUERY_TRACE_MAX_SPANS=3):
+        body = get(data.key, f"/api/v1/sessions/{session}")
+        assert body["truncated"] is True
+        assert [t["trace_id"] for t in body["traces"]] == oldest[:2]
+        trace_id, spans = max(data.traces.items(), key=lambda item: len(item[1]))
+        trace = get(data.key, f"/api/v1/traces/{trace_id}")
+    assert len(traces) > 2 and len(spans) > 3
+    assert trace["truncated"] is True and trace["span_count"] == 3
+
+
+def test_span_tree_keeps_cycles_and_deep_chains_within_bounds():
+    def node(span_id, parent):
+        return {"span_id": span_id, "parent_span_id": parent}
+
+    # a <-> b form a cycle, c hangs under b, d is a root: the cycle is cut at its first span.
+    tree = span_tree([node("a", "b"), node("b", "a"), node("c", "b"), node("d", "")])
+    assert tree_shape(tree) == [("a", [("b", [("c", [])])]), ("d", [])]
+    chain = [node("s0", "")] + [node(f"s{i}", f"s{i - 1}") for i in range(1, 250)]
+    tree = span_tree(chain)
+    assert [n["span_id"] for n in tree] == ["s0", "s101", "s202"]  # re-rooted every 101
+    assert orjson.dumps(tree)  # within the encoder's nesting limit

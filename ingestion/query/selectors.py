@@ -79,8 +79,7 @@ def _rows(sql: str, parameters: dict) -> list[dict]:
 
 def to_json(value) -> bytes:
     """Response bodies: times as RFC 3339 with Z, costs (Decimal) as exact strings."""
-    return orjson.dumps(value, default=_json_default,
-                        option=orjson.OPT_UTC_Z | orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_UTC_Z)
 
 
 def _json_default(value):
@@ -247,10 +246,12 @@ def span_tree(spans: list[dict]) -> list[dict]:
         while stack:
             span, depth = stack.pop()
             placed.add(id(span))
-            if depth >= MAX_TREE_DEPTH:
+            if depth >= MAX_TREE_DEPTH:  # its children start over at the top level
                 top.extend(span["children"])
+                stack.extend((child, 0) for child in span["children"])
                 span["children"] = []
-            stack.extend((child, depth + 1) for child in span["children"])
+            else:
+                stack.extend((child, depth + 1) for child in span["children"])
 
     for span in list(top):
         place(span)
@@ -307,11 +308,14 @@ def get_trace(*, org_id: int, trace_id: str) -> dict | None:
 
 
 def session_traces(*, org_id: int, session_id: str) -> dict | None:
-    """The session's traces, oldest first; None if this org has no such session."""
+    """The session's traces, oldest first (the first QUERY_SESSION_MAX_TRACES); None if
+    this org has no such session."""
     limit = settings.QUERY_SESSION_MAX_TRACES
     ids = [row["trace_id"] for row in _rows(f"""
-        SELECT DISTINCT trace_id FROM spans FINAL
+        SELECT trace_id FROM spans FINAL
         WHERE org_id = {{org:UInt64}} AND session_id = {{session:String}}
+        GROUP BY trace_id
+        ORDER BY min(start_time), trace_id
         LIMIT {{limit:UInt32}}
         {FINAL_SETTINGS}
     """, {"org": org_id, "session": session_id, "limit": limit + 1})]
