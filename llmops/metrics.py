@@ -44,6 +44,7 @@ class ScrapeTimeCollector:
         yield from _safely(self._lag)
         yield from _safely(self._degradation)
         yield from _safely(self._evaluation_queue)
+        yield from _safely(self._breakers)
 
     def _lag(self):
         from ingestion.services.drain import partition_lags
@@ -65,6 +66,20 @@ class ScrapeTimeCollector:
 
         yield GaugeMetricFamily("llmops_evaluation_queue_depth",
                                 "Evaluations waiting to run", value=depth())
+
+
+    def _breakers(self):
+        from evaluation.services.breakers import EMBEDDING_API, LLM_EVALUATION, get_breaker
+
+        family = GaugeMetricFamily(
+            "llmops_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            labels=["breaker"])
+        for name in (LLM_EVALUATION, EMBEDDING_API):
+            family.add_metric([name], BREAKER_STATES.get(get_breaker(name).state, -1))
+        yield family
+
+
+BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 
 def _safely(produce):

@@ -92,12 +92,21 @@ def test_a_short_outage_is_not_yet_critical():
         assert measure().critical_failure == ""
 
 
+@override_settings(DEGRADATION_EVAL_QUEUE_THRESHOLD=5)
 def test_evaluation_queue_depth_moves_to_reduced_evaluation():
-    high = Measurements(evaluation_queue_depth=100_001, ingestion_lag=0, storage_used_pct=10,
-                        critical_failure="")
-    assert apply_triggers(high).effective_level == DegradationLevel.REDUCED_EVALUATION
-    assert apply_triggers(CALM).effective_level == DegradationLevel.REDUCED_EVALUATION  # calm
+    from celery_app import app
+    from evaluation.services import queue
+
+    queue.publish([{"waiting": n} for n in range(10)], size=1)  # no worker consumes them
+    try:
+        measured = measure()
+        assert measured.evaluation_queue_depth >= 10
+        assert apply_triggers(measured).effective_level == DegradationLevel.REDUCED_EVALUATION
+    finally:
+        app.control.purge()
     assert "evaluation queue depth" in DegradationState.load().reason
+    assert measure().evaluation_queue_depth == 0
+    assert apply_triggers(CALM).effective_level == DegradationLevel.REDUCED_EVALUATION  # cooldown
 
 
 def test_the_highest_trigger_wins():

@@ -119,6 +119,8 @@ def test_metrics_expose_ingestion_drains_lag_and_the_degradation_level(client):
     before = client.get("/metrics").content.decode()
     assert 'llmops_partition_lag{partition="0"}' in before
     assert "llmops_degradation_level 0.0" in before
+    assert 'llmops_breaker_state{breaker="llm_evaluation"} 0.0' in before
+    assert "llmops_evaluation_queue_depth 0.0" in before
     drain_everything()
     text = client.get("/metrics").content.decode()
     assert sample(text, "llmops_spans_accepted_total") >= 1
