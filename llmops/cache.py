@@ -11,6 +11,8 @@ import orjson
 import redis
 from django.core.cache import cache
 
+from llmops.metrics import CACHE_LOOKUPS
+
 logger = logging.getLogger(__name__)
 
 # What an entry costs beyond its value and key (the OrderedDict node, the tuple, the floats).
@@ -81,6 +83,13 @@ def get_or_compute(*, key: str, ttl_s: float, compute: Callable[[], bytes],
     """(body, where it came from: "l1", "l2" or "miss"). An answer is never older than
     `ttl_s`: L2 stores its expiry beside it, and L1 keeps it no longer than that either.
     Redis being down only costs the cache, never the answer."""
+    body, source = _get_or_compute(key=key, ttl_s=ttl_s, compute=compute, local=local)
+    CACHE_LOOKUPS.labels(cache=key.split(":")[1], result=source).inc()
+    return body, source
+
+
+def _get_or_compute(*, key: str, ttl_s: float, compute: Callable[[], bytes],
+                   local: ByteLRU | None = None) -> tuple[bytes, str]:
     now = time.time()
     if local is not None and (body := local.get(key, now)) is not None:
         return body, "l1"

@@ -30,11 +30,8 @@ DRAIN_INSERT_SECONDS = Histogram("llmops_drain_insert_seconds",
                                  "ClickHouse insert time of a drained batch")
 DEAD_LETTERS = Counter("llmops_dead_letters", "Messages parked in the dead-letter topic")
 EVALUATIONS = Counter("llmops_evaluations", "Evaluation outcomes", ["evaluator", "status"])
-CACHE_LOOKUPS = Counter("llmops_cache_lookups", "Cache lookups", ["cache", "result"])
-
-
-def cache_lookup(cache: str, hit: bool) -> None:
-    CACHE_LOOKUPS.labels(cache=cache, result="hit" if hit else "miss").inc()
+CACHE_LOOKUPS = Counter("llmops_cache_lookups", "Cache lookups by where the answer came from "
+                        "(l1, l2 or miss); the hit ratio is (l1 + l2) / all", ["cache", "result"])
 
 
 class ScrapeTimeCollector:

@@ -127,6 +127,11 @@ def test_metrics_expose_ingestion_drains_lag_and_the_degradation_level(client):
     assert sample(text, "llmops_spans_rejected_total") >= 1
     assert sample(text, "llmops_drain_batch_spans_count") >= 1
     assert sample(text, "llmops_drain_insert_seconds_count") >= 1
+    client_for(key).get("/api/v1/traces")
+    client_for(key).get("/api/v1/traces")
+    text = client.get("/metrics").content.decode()
+    assert sample(text, 'llmops_cache_lookups_total{cache="traces",result="miss"}') >= 1
+    assert sample(text, 'llmops_cache_lookups_total{cache="traces",result="l2"}') >= 1
     assert sum(sample(text, f'llmops_partition_lag{{partition="{p}"}}')
                for p in range(settings.KAFKA_SPANS_PARTITIONS)) == 0
 
