@@ -41,6 +41,7 @@ def _record(state: DegradationState, before: int, *, manual: bool, reason: str,
     DegradationChange.objects.create(from_level=before, to_level=after, manual=manual,
                                      reason=reason, changed_by=changed_by)
     logger.warning("degradation level %d -> %d by %s: %s", before, after, changed_by, reason)
+    forget_cached_level()  # this process at once; the others when the commit is announced
     transaction.on_commit(lambda: changes.announce(TOPIC))
 
 
@@ -54,7 +55,6 @@ def set_manual_level(level: int | None, *, reason: str, changed_by: str) -> Degr
     state.changed_by = changed_by
     state.save()
     _record(state, before, manual=True, reason=reason, changed_by=changed_by)
-    forget_cached_level()
     return state
 
 
