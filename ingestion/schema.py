@@ -68,6 +68,23 @@ class SpanMessage(msgspec.Struct, array_like=True):
     span: SpanIn
 
 
+class StoredSpan(SpanIn):
+    """The span as the drain reads it: its content stays the raw JSON it travelled as, so
+    bodies are neither parsed nor serialised again on their way into ClickHouse."""
+
+    input: msgspec.Raw = msgspec.Raw()
+    output: msgspec.Raw = msgspec.Raw()
+
+
+class StoredSpanMessage(msgspec.Struct, array_like=True):
+    """SpanMessage, read by the drain (same wire format)."""
+
+    v: int
+    org_id: int
+    received_at_us: int
+    span: StoredSpan
+
+
 _ERROR_PATH = re.compile(r"^(?P<message>.*?) - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>\w+)`")
 

@@ -119,12 +119,17 @@ def count_tokens(*, model: str, content, prompt: bool = True) -> int:
     return _text_tokens(content, enc)
 
 
+def has_reported_usage(usage) -> bool:
+    """The client gave at least one token count (else tokens are estimated from content)."""
+    return usage is not None and any(value is not None for value in (
+        usage.input_tokens, usage.output_tokens, usage.total_tokens))
+
+
 def usage_of_span(span: SpanIn) -> TokenUsage:
     """The client's usage if it gave any token count; else, for a span naming its model and
     carrying content, an estimate from that content; else no usage."""
     usage = span.usage
-    if usage is not None and any(value is not None for value in (
-            usage.input_tokens, usage.output_tokens, usage.total_tokens)):
+    if has_reported_usage(usage):
         input_tokens, output_tokens = usage.input_tokens or 0, usage.output_tokens or 0
         return TokenUsage(
             input_tokens=input_tokens,

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from costs.services.reports import costs_recorded
 from evaluation.services.dispatch import enqueue_for_spans
-from ingestion.schema import MESSAGE_VERSION, SpanMessage
+from ingestion.schema import MESSAGE_VERSION, StoredSpanMessage
 from ingestion.services.lease import Lease
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
 from llmops import metrics
@@ -27,7 +27,7 @@ from llmops.redis import get_redis
 from llmops.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
-_decode = msgspec.json.Decoder(SpanMessage).decode
+_decode = msgspec.json.Decoder(StoredSpanMessage).decode
 # How long one wait for a first message lasts; idleness is judged over several of them.
 IDLE_POLL_S = 0.1
 

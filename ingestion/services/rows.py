@@ -3,10 +3,12 @@
 import hashlib
 from datetime import UTC, datetime
 
+import msgspec
 import orjson
 
 from costs.services.pricing import cost_of_span
-from ingestion.schema import SpanMessage
+from costs.services.tokens import has_reported_usage
+from ingestion.schema import SpanMessage, StoredSpanMessage
 
 SPAN_COLUMNS = [
     "org_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "status",
@@ -19,12 +21,30 @@ CONTENT_COLUMNS = ["org_id", "content_hash", "format", "content"]
 
 
 def content_of(value) -> tuple[str, str] | None:
-    """(format, text): strings stay text, anything else is kept as its JSON."""
+    """(format, text): strings stay text, anything else is kept as its JSON (raw JSON from
+    the wire as it is, compact as msgspec wrote it)."""
+    if isinstance(value, msgspec.Raw):
+        if not value:
+            return None
+        raw = bytes(value)
+        return ("text", msgspec.json.decode(raw)) if raw[:1] == b'"' else ("json", raw.decode())
     if value is None:
         return None
     if isinstance(value, str):
         return "text", value
     return "json", orjson.dumps(value).decode()
+
+
+def _value(raw: msgspec.Raw):
+    return msgspec.json.decode(raw) if raw else None
+
+
+def for_costing(span):
+    """The span as the costs app reads it: raw content is parsed only when the tokens must
+    be counted from it (no usage reported), which is rare."""
+    if not isinstance(span.input, msgspec.Raw) or has_reported_usage(span.usage):
+        return span
+    return msgspec.structs.replace(span, input=_value(span.input), output=_value(span.output))
 
 
 def content_hash(fmt: str, text: str) -> str:
@@ -59,12 +79,12 @@ class RowBuilder:
         self.content.setdefault((org_id, digest), [org_id, digest, body[0], body[1]])
         return digest
 
-    def add(self, message: SpanMessage, source=None) -> None:
+    def add(self, message: SpanMessage | StoredSpanMessage, source=None) -> None:
         span, org_id = message.span, message.org_id
         self.messages.append(source)
         self.org_ids.add(org_id)
         # Cost at drain time: from the price in force at the span's start (costs app).
-        cost = cost_of_span(span)
+        cost = cost_of_span(for_costing(span))
         usage = cost.usage
         self.spans.append([
             org_id, span.trace_id, span.span_id, span.parent_span_id or "", span.name,
