@@ -13,7 +13,11 @@ INGEST_RETRY_AFTER_S = env("INGEST_RETRY_AFTER_S", 30)
 
 # Drains: one Celery task per partition, one lease per partition in Redis.
 DRAIN_BATCH_SIZE = env("DRAIN_BATCH_SIZE", 5000)
-DRAIN_BATCH_WAIT_MS = env("DRAIN_BATCH_WAIT_MS", 200)
+# How long a batch waits for more after its first message. Longer: fewer, larger inserts
+# (each also feeds the views on spans); shorter: lower latency at low rates. At 10,000
+# spans/s on 12 partitions here, 500 ms gave the lowest accepted-to-queryable p50 and p99
+# (200 ms: p50 2.2 s, p99 4.3 s; 500 ms: 1.1 s, 2.9 s; 1,000 ms: 1.6 s, 3.4 s).
+DRAIN_BATCH_WAIT_MS = env("DRAIN_BATCH_WAIT_MS", 500)
 # A drain task works this long, then hands its partition back to the queue so none starves.
 DRAIN_TASK_BUDGET_S = env("DRAIN_TASK_BUDGET_S", 30.0)
 # A lease not renewed for this long passes to another worker (its holder died).
