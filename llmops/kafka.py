@@ -3,14 +3,17 @@
 import atexit
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,27 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> N
             return
         time.sleep(0.1)
     raise TimeoutError(f"Kafka topics {names} have no leader after {timeout}s")
+
+
+def retrying(operation: Callable[[], T], timeout: float = 30.0) -> T:
+    """Run a Kafka call, again while it fails with a retriable error: right after a topic is
+    created, or a broker or the group coordinator starts, a partition answers NOT_LEADER or
+    COORDINATOR_NOT_AVAILABLE for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return operation()
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int,
+               timeout: float = 10.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition."""
+    return retrying(lambda: consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                           timeout=timeout), timeout)
 
 
 def producer_config() -> dict:

@@ -14,7 +14,7 @@ from django.conf import settings
 from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
 from ingestion.services.drain import PartitionDrainer, inflight_key, partition_lags
 from ingestion.services.rows import SPAN_COLUMNS, RowBuilder
-from llmops.kafka import get_producer, new_consumer
+from llmops.kafka import get_producer, new_consumer, watermarks
 from llmops.redis import get_redis
 from tests.ingest_helpers import (
     client_for,
@@ -163,8 +163,7 @@ def dead_letter_ends() -> list:
     topic = settings.KAFKA_DEAD_LETTER_TOPIC
     consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(
-        TopicPartition(topic, p), timeout=10)[1]) for p in partitions]
+    ends = [TopicPartition(topic, p, watermarks(consumer, topic, p)[1]) for p in partitions]
     consumer.close()
     return ends
 

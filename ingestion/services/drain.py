@@ -22,7 +22,7 @@ from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
 from llmops import metrics
 from llmops.clickhouse import get_client
 from llmops.clickhouse_errors import is_retryable
-from llmops.kafka import get_producer, new_consumer
+from llmops.kafka import get_producer, new_consumer, retrying, watermarks
 from llmops.redis import get_redis
 from llmops.retry import RetryPolicy
 
@@ -103,8 +103,8 @@ class PartitionDrainer:
             return False
         self.consumer = new_consumer()
         tp = TopicPartition(self.topic, self.partition)
-        committed = self.consumer.committed([tp], timeout=10)[0].offset
-        low, _ = self.consumer.get_watermark_offsets(tp, timeout=10)
+        committed = retrying(lambda: self.consumer.committed([tp], timeout=10))[0].offset
+        low, _ = watermarks(self.consumer, self.topic, self.partition)
         self.next_offset = committed if committed >= 0 else low
         self.consumer.assign([TopicPartition(self.topic, self.partition,
                                              committed if committed >= 0 else OFFSET_BEGINNING)])
@@ -320,11 +320,12 @@ def partition_lags(topic: str | None = None) -> list[PartitionLag]:
     consumer = new_consumer()
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        committed = retrying(lambda: consumer.committed(
+            [TopicPartition(topic, p) for p in partitions], timeout=10))
         redis = get_redis()
         result = []
         for tp in committed:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            low, high = watermarks(consumer, topic, tp.partition)
             start = tp.offset if tp.offset >= 0 else low
             result.append(PartitionLag(tp.partition, start, high,
                                        bool(redis.exists(inflight_key(topic, tp.partition)))))
@@ -341,9 +342,9 @@ def skip_to_end(topic: str | None = None) -> None:
     consumer = new_consumer()
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(
-            TopicPartition(topic, p), timeout=10)[1]) for p in sorted(partitions)]
-        consumer.commit(offsets=ends, asynchronous=False)
+        ends = [TopicPartition(topic, p, watermarks(consumer, topic, p)[1])
+                for p in sorted(partitions)]
+        retrying(lambda: consumer.commit(offsets=ends, asynchronous=False))
         get_redis().delete(*[inflight_key(topic, p) for p in partitions])
     finally:
         consumer.close()
