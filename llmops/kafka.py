@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 
@@ -82,6 +82,14 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> N
     raise TimeoutError(f"Kafka topics {names} have no leader after {timeout}s")
 
 
+PASSING_ERRORS = {
+    KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.NOT_COORDINATOR, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+}
+
+
 def retrying(operation: Callable[[], T], timeout: float = 30.0) -> T:
     """Run a Kafka call, again while it fails with a retriable error: right after a topic is
     created, or a broker or the group coordinator starts, a partition answers NOT_LEADER or
@@ -91,7 +99,10 @@ def retrying(operation: Callable[[], T], timeout: float = 30.0) -> T:
         try:
             return operation()
         except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() > deadline:
+            error = exc.args[0]
+            # librdkafka flags few of these as retriable() on metadata calls: name them.
+            passing = error.retriable() or error.code() in PASSING_ERRORS
+            if not passing or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
