@@ -95,3 +95,21 @@ def subprocess_env():
            f"{db['PORT'] or 5432}/{db['NAME']}")
     return {**os.environ, "DJANGO_SETTINGS_MODULE": "llmops.settings.test",
             "TEST_DATABASE_URL": url}
+
+
+@pytest.fixture
+def clickhouse_queries(monkeypatch):
+    """(sql, parameters) of every query this thread sends to ClickHouse (they still go
+    there): to count them, or to check what reached the server."""
+    from llmops.clickhouse import get_client
+
+    client = get_client()
+    sent = []
+    original = client.query
+
+    def recording(query, parameters=None, *args, **kwargs):
+        sent.append((query, dict(parameters or {})))
+        return original(query, parameters, *args, **kwargs)
+
+    monkeypatch.setattr(client, "query", recording)
+    return sent

@@ -12,7 +12,6 @@ from redis import Redis
 
 from ingestion.query_views import hot_traces
 from llmops.cache import ENTRY_OVERHEAD_BYTES, ByteLRU
-from llmops.clickhouse import get_client
 from tests.ingest_helpers import client_for, drain_everything, post_spans
 from tests.query_workload import (
     ingest_workload,
@@ -37,21 +36,6 @@ def orgs(django_db_setup, django_db_blocker):
 def empty_caches():
     cache.clear()
     hot_traces.clear()
-
-
-@pytest.fixture
-def clickhouse_queries(monkeypatch):
-    """The SQL of every query this thread sends to ClickHouse (they still go there)."""
-    client = get_client()
-    sent = []
-    original = client.query
-
-    def counting(query, *args, **kwargs):
-        sent.append(query)
-        return original(query, *args, **kwargs)
-
-    monkeypatch.setattr(client, "query", counting)
-    return sent
 
 
 def endpoints(data) -> list[tuple[str, dict]]:

@@ -8,7 +8,6 @@ import pytest
 from django.core.cache import cache
 
 from ingestion.query_views import hot_traces
-from llmops.clickhouse import get_client
 from tests.ingest_helpers import client_for, count_rows
 from tests.query_workload import ingest_workload, merges_stopped, now_floor_hour
 
@@ -40,21 +39,6 @@ def orgs(django_db_setup, django_db_blocker):
 def empty_caches():
     cache.clear()
     hot_traces.clear()
-
-
-@pytest.fixture
-def clickhouse_queries(monkeypatch):
-    """(sql, parameters) of every query this thread sends to ClickHouse."""
-    client = get_client()
-    sent = []
-    original = client.query
-
-    def recording(query, parameters=None, *args, **kwargs):
-        sent.append((query, dict(parameters or {})))
-        return original(query, parameters, *args, **kwargs)
-
-    monkeypatch.setattr(client, "query", recording)
-    return sent
 
 
 def assert_bad(response, parameter: str) -> None:
