@@ -114,6 +114,13 @@ def watermarks(consumer: Consumer, topic: str, partition: int,
                                                            timeout=timeout), timeout)
 
 
+def end_offsets(consumer: Consumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic` at its end (high watermark) offset."""
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return [TopicPartition(topic, p, watermarks(consumer, topic, p)[1])
+            for p in sorted(partitions)]
+
+
 def producer_config() -> dict:
     return {
         "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,

@@ -8,13 +8,12 @@ import uuid
 
 import msgspec
 import pytest
-from confluent_kafka import TopicPartition
 from django.conf import settings
 
 from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
 from ingestion.services.drain import PartitionDrainer, inflight_key, partition_lags
 from ingestion.services.rows import SPAN_COLUMNS, RowBuilder
-from llmops.kafka import get_producer, new_consumer, watermarks
+from llmops.kafka import end_offsets, get_producer, new_consumer
 from llmops.redis import get_redis
 from tests.ingest_helpers import (
     client_for,
@@ -160,12 +159,11 @@ def dead_letters_since(starts: list) -> list:
 
 
 def dead_letter_ends() -> list:
-    topic = settings.KAFKA_DEAD_LETTER_TOPIC
     consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = [TopicPartition(topic, p, watermarks(consumer, topic, p)[1]) for p in partitions]
-    consumer.close()
-    return ends
+    try:
+        return end_offsets(consumer, settings.KAFKA_DEAD_LETTER_TOPIC)
+    finally:
+        consumer.close()
 
 
 def test_a_message_older_checks_let_through_is_dead_lettered_and_the_rest_stored():

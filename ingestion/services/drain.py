@@ -22,7 +22,7 @@ from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
 from llmops import metrics
 from llmops.clickhouse import get_client
 from llmops.clickhouse_errors import is_retryable
-from llmops.kafka import get_producer, new_consumer, retrying, watermarks
+from llmops.kafka import end_offsets, get_producer, new_consumer, retrying, watermarks
 from llmops.redis import get_redis
 from llmops.retry import RetryPolicy
 
@@ -341,10 +341,8 @@ def skip_to_end(topic: str | None = None) -> None:
     topic = topic or settings.KAFKA_SPANS_TOPIC
     consumer = new_consumer()
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = [TopicPartition(topic, p, watermarks(consumer, topic, p)[1])
-                for p in sorted(partitions)]
+        ends = end_offsets(consumer, topic)
         retrying(lambda: consumer.commit(offsets=ends, asynchronous=False))
-        get_redis().delete(*[inflight_key(topic, p) for p in partitions])
+        get_redis().delete(*[inflight_key(topic, tp.partition) for tp in ends])
     finally:
         consumer.close()

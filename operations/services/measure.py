@@ -25,14 +25,18 @@ def ingestion_lag() -> int:
     return sum(lag.lag for lag in partition_lags())
 
 
-def storage_used_pct() -> float:
+def _ask_clickhouse(sql: str):
+    """One query on a fresh client with short timeouts: a probe must not hang."""
     client = new_client(connect_timeout=PROBE_TIMEOUT_S, send_receive_timeout=PROBE_TIMEOUT_S)
     try:
-        used = client.command(
-            "SELECT 100 * (1 - sum(free_space) / sum(total_space)) FROM system.disks")
+        return client.command(sql)
     finally:
         client.close()
-    return float(used)
+
+
+def storage_used_pct() -> float:
+    return float(_ask_clickhouse(
+        "SELECT 100 * (1 - sum(free_space) / sum(total_space)) FROM system.disks"))
 
 
 def _reachable(name: str, probe) -> str:
@@ -53,11 +57,7 @@ def _reachable(name: str, probe) -> str:
 
 
 def _ping_clickhouse() -> None:
-    client = new_client(connect_timeout=PROBE_TIMEOUT_S, send_receive_timeout=PROBE_TIMEOUT_S)
-    try:
-        client.command("SELECT 1")
-    finally:
-        client.close()
+    _ask_clickhouse("SELECT 1")
 
 
 def _ping_kafka() -> None:
