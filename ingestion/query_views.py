@@ -39,6 +39,25 @@ def cached_answer(request, *, endpoint: str, params: dict, ttl_s: float,
     return response
 
 
+def one_by_id(request, *, endpoint: str, name: str, value: str, ttl_s: float,
+              fetch: Callable[..., object | None], local: ByteLRU | None = None):
+    """A trace or session by id, cached; a 404 when the caller's org has none by that id
+    (never 403: another org's ids look like ids that do not exist)."""
+    NoParams.parse(request)
+    org_id = request.user.org_id
+    if len(value) > ID_MAX_LENGTH:
+        raise NotFound(f"no such {endpoint}")
+
+    def compute():
+        found = fetch(org_id=org_id, **{name: value})
+        if found is None:
+            raise NotFound(f"no such {endpoint}")
+        return found
+
+    return cached_answer(request, endpoint=endpoint, params={name: value}, ttl_s=ttl_s,
+                         compute=compute, local=local)
+
+
 def staleness(setting: str) -> str:
     return (f"\n\nCached per org and query for {getattr(settings, setting)} s ({setting}): an "
             "answer can be that much older than the spans stored, and spans are stored a few "
@@ -88,20 +107,9 @@ class TraceView(QueryView):
         responses={200: docs.TraceDetail, 404: NOT_FOUND},
     )
     def get(self, request, trace_id: str):
-        NoParams.parse(request)
-        org_id = request.user.org_id
-        if len(trace_id) > ID_MAX_LENGTH:
-            raise NotFound("no such trace")
-
-        def compute():
-            trace = selectors.get_trace(org_id=org_id, trace_id=trace_id)
-            if trace is None:
-                raise NotFound("no such trace")
-            return trace
-
-        return cached_answer(request, endpoint="trace", params={"trace_id": trace_id},
-                             ttl_s=settings.QUERY_TRACE_CACHE_TTL_S, compute=compute,
-                             local=hot_traces)
+        return one_by_id(request, endpoint="trace", name="trace_id", value=trace_id,
+                         ttl_s=settings.QUERY_TRACE_CACHE_TTL_S, fetch=selectors.get_trace,
+                         local=hot_traces)
 
 
 class SpanSearchView(QueryView):
@@ -127,19 +135,9 @@ class SessionView(QueryView):
         responses={200: docs.SessionTraces, 404: NOT_FOUND},
     )
     def get(self, request, session_id: str):
-        NoParams.parse(request)
-        org_id = request.user.org_id
-        if len(session_id) > ID_MAX_LENGTH:
-            raise NotFound("no such session")
-
-        def compute():
-            session = selectors.session_traces(org_id=org_id, session_id=session_id)
-            if session is None:
-                raise NotFound("no such session")
-            return session
-
-        return cached_answer(request, endpoint="session", params={"session_id": session_id},
-                             ttl_s=settings.QUERY_SESSION_CACHE_TTL_S, compute=compute)
+        return one_by_id(request, endpoint="session", name="session_id", value=session_id,
+                         ttl_s=settings.QUERY_SESSION_CACHE_TTL_S,
+                         fetch=selectors.session_traces)
 
 
 class MetricsView(QueryView):
