@@ -135,8 +135,11 @@ class BackupRun(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     database = models.CharField(max_length=100)
     location = models.CharField(max_length=1000)
-    # {table: {"rows": n, "bytes": n, "checksum": "..."}} as read when the backup was taken.
+    # {table: {"rows": n, "bytes": n, "checksum": "...", "deduplicated": true}}: what the
+    # backup holds, measured on a restored copy after BACKUP finished (FINAL content).
     tables = models.JSONField(default=dict)
+    # Views (materialized ones included) the backup holds: a restore recreates them too.
+    views = models.JSONField(default=list, blank=True)
     rows = models.BigIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
     checksum = models.CharField(max_length=64, blank=True)
