@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 
 from ingestion.models import ApiKey, Org
+from llmops.admin_actions import ActionPermissionsAdmin
 
 
 def _show_secret(request, key: ApiKey, raw: str) -> None:
@@ -24,7 +25,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Org)
-class OrgAdmin(admin.ModelAdmin):
+class OrgAdmin(ActionPermissionsAdmin):
     list_display = ["slug", "name", "ingest_rate_limit", "sample_rate", "active_keys",
                     "created_at"]
     search_fields = ["slug", "name"]
@@ -40,7 +41,12 @@ class OrgAdmin(admin.ModelAdmin):
     def active_keys(self, org: Org) -> int:
         return org._active_keys
 
-    @admin.action(description="Issue a new API key for each selected org")
+    def has_issue_key_permission(self, request) -> bool:
+        # Issuing a key changes what may write to an org: the change permission on keys.
+        return request.user.has_perm("ingestion.change_apikey")
+
+    @admin.action(description="Issue a new API key for each selected org",
+                  permissions=["issue_key"])
     def issue_key(self, request, queryset) -> None:
         for org in queryset:
             key, raw = ApiKey.issue(org, name=f"issued by {request.user.get_username()}")
@@ -63,7 +69,7 @@ class ActiveFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ActionPermissionsAdmin):
     list_display = ["prefix", "org", "name", "is_active", "created_at", "revoked_at"]
     list_filter = [ActiveFilter, "org"]
     list_select_related = ["org"]
@@ -89,7 +95,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj.pk, obj.prefix, obj.key_hash = key.pk, key.prefix, key.key_hash
         _show_secret(request, key, raw)
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset) -> None:
         for key in queryset.filter(revoked_at__isnull=True):
             key.revoke()

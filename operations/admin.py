@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 
+from llmops.admin_actions import ActionPermissionsAdmin
 from operations import tasks
 from operations.models import (
     BackupRun,
@@ -42,7 +43,7 @@ class DegradationStateAdmin(admin.ModelAdmin):
             " (manual)" if state.manual_level is not None else "")
 
     def has_add_permission(self, request) -> bool:
-        return not DegradationState.objects.exists()
+        return super().has_add_permission(request) and not DegradationState.objects.exists()
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
@@ -95,7 +96,7 @@ class TtlChangeAdmin(admin.ModelAdmin):
 
 
 @admin.register(BackupRun)
-class BackupRunAdmin(ReadOnlyAdmin):
+class BackupRunAdmin(ReadOnlyAdmin, ActionPermissionsAdmin):
     list_display = ["started_at", "finished_at", "status", "database", "rows", "bytes",
                     "location", "progress"]
     list_filter = ["status", "database"]
@@ -106,7 +107,12 @@ class BackupRunAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Back up ClickHouse now (queued; any selection)")
+    def has_back_up_permission(self, request) -> bool:
+        # The history is read-only for everyone; starting a run is adding one.
+        return request.user.has_perm("operations.add_backuprun")
+
+    @admin.action(description="Back up ClickHouse now (queued; any selection)",
+                  permissions=["back_up"])
     def back_up_now(self, request, queryset) -> None:
         tasks.backup_clickhouse.delay()
         self.message_user(request, "Backup queued; it appears here when it starts. Restore "
