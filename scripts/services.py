@@ -675,6 +675,10 @@ def clickhouse_start() -> None:
             str(CLICKHOUSE_DIR / "data"),
             "--backups-dir",
             str(CLICKHOUSE_DIR / "backups"),
+            # The password of user `default`, generated at first start (mode 0600); the
+            # settings read it for a CLICKHOUSE_URL without one.
+            "--credentials-file",
+            str(CLICKHOUSE_DIR / "credentials"),
             "--host",
             HOST,
             "--port",

@@ -56,6 +56,7 @@ class ServerProcess:
         self.backups_dir = root / "backups"
         self.pool_size = pool_size
         self.port = 0
+        self.password = ""
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "ServerProcess":
@@ -78,6 +79,8 @@ class ServerProcess:
             try:
                 status, body, _ = self.http("GET", "/ping")
                 if status == 200 and body == b"Ok.\n":
+                    # Generated at start, next to the data directory.
+                    self.password = (self.root / "credentials").read_text().strip()
                     return self
             except OSError:
                 pass
@@ -100,14 +103,19 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def client(self, **kwargs):
+        kwargs.setdefault("password", self.password)
         return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, **kwargs)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"X-ClickHouse-User": "default", "X-ClickHouse-Key": self.password}
 
     def http(self, method: str, path: str, body=None, headers=None, **params):
         """One raw request: (status, body, headers)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             url = path + ("?" + urlencode(params) if params else "")
-            conn.request(method, url, body=body, headers=headers or {},
+            conn.request(method, url, body=body, headers={**self.auth, **(headers or {})},
                          encode_chunked=body is not None and not isinstance(body, bytes))
             response = conn.getresponse()
             return response.status, response.read(), response.headers
@@ -258,12 +266,13 @@ def test_a_failed_insert_keeps_the_connection_usable(server, client):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         body = f"INSERT INTO {table} FORMAT TabSeparated\n1\nnot a number\n".encode()
-        conn.request("POST", "/", body=body)
+        conn.request("POST", "/", body=body, headers=server.auth)
         response = conn.getresponse()
         assert response.status == 400
         assert b"CANNOT_PARSE" in response.read()
         assert response.headers["X-ClickHouse-Exception-Code"] == "27"
-        conn.request("POST", "/", body=f"SELECT count() FROM {table}".encode())
+        conn.request("POST", "/", body=f"SELECT count() FROM {table}".encode(),
+                     headers=server.auth)
         response = conn.getresponse()
         assert (response.status, response.read()) == (200, b"0\n")
     finally:

@@ -19,6 +19,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=Path(env("CHSERVER_DATA_DIR", "var/clickhouse/data")))
     parser.add_argument("--backups-dir", type=Path,
                         default=Path(env("CHSERVER_BACKUPS_DIR", "var/clickhouse/backups")))
+    parser.add_argument("--credentials-file", type=Path,
+                        default=env("CHSERVER_CREDENTIALS_FILE"),
+                        help="the password of user `default`, generated (mode 0600) if "
+                             "missing; default: credentials next to the data directory")
     parser.add_argument("--host", default=env("CHSERVER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("CHSERVER_PORT", "8123")))
     parser.add_argument("--pool-size", type=int, default=int(env("CHSERVER_POOL_SIZE", "4")))
@@ -33,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return serve(args.data_dir, args.backups_dir, args.host, args.port, args.pool_size)
+    credentials = args.credentials_file or args.data_dir.parent / "credentials"
+    return serve(args.data_dir, args.backups_dir, args.host, args.port, args.pool_size,
+                 Path(credentials))
 
 
 if __name__ == "__main__":

@@ -177,14 +177,38 @@ class Session:
         return Result(b"", _summary(rows, size, rows, size, elapsed=done.elapsed()))
 
 
+# Table functions and table engines that stay inside the server (with every *MergeTree
+# engine): everything else chDB
+# knows (file, url, s3, remote, mysql, executable, python, ... and whatever a later chDB
+# adds) reaches outside its directories and is refused by the HTTP layer.
+INSIDE = frozenset(name.lower() for name in (
+    # table functions
+    "SQLStandardValues", "dictionary", "format", "generateRandom", "generateSeries",
+    "generate_series", "input", "loop", "merge", "mergeTreeAnalyzeIndexes",
+    "mergeTreeAnalyzeIndexesUUID", "mergeTreeCodecBlockCounts", "mergeTreeIndex",
+    "mergeTreeProjection", "mergeTreeTextIndex", "null", "numbers", "numbers_mt", "primes",
+    "values", "view", "viewExplain", "viewIfPermitted", "zeros", "zeros_mt",
+    # table engines
+    "Alias", "Buffer", "Dictionary", "EmbeddedRocksDB", "GenerateRandom", "Join", "KeeperMap",
+    "Log", "Loop", "MaterializedView", "Memory", "Merge", "Null", "Set", "StripeLog",
+    "TimeSeries", "TinyLog", "View",
+))
+
+
 def write_config(data_dir: Path, backups_dir: Path) -> Path:
-    """The chDB config file, next to the data directory: BACKUP/RESTORE need an allowed path."""
+    """The chDB config file, next to the data directory: BACKUP/RESTORE need an allowed path;
+    user files and remote hosts are confined too, for a chDB that enforces them (26.9 does
+    not: the HTTP layer refuses those functions)."""
     path = data_dir.parent / "chserver-config.xml"
+    user_files = data_dir / "user_files"
+    user_files.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "<clickhouse>\n"
         "    <backups>\n"
         f"        <allowed_path>{escape(str(backups_dir))}/</allowed_path>\n"
         "    </backups>\n"
+        f"    <user_files_path>{escape(str(user_files))}/</user_files_path>\n"
+        "    <remote_url_allow_hosts><host_regexp>^$</host_regexp></remote_url_allow_hosts>\n"
         "</clickhouse>\n"
     )
     return path
@@ -204,6 +228,9 @@ class Engine:
         self.timezone = ""
         self._pool: queue.Queue[Session] = queue.Queue()
         self._sessions: list[Session] = []
+        # Names that reach outside the data and backup directories when called: chDB's
+        # table functions and engines but those INSIDE, and the file() function.
+        self.outside_names: frozenset[str] = frozenset({"file"})
 
     def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +252,12 @@ class Engine:
             conns[0].query("SELECT version(), timezone()", "TabSeparated").bytes()
             .decode().strip().split("\t")
         )
+        known = conns[0].query(
+            "SELECT name FROM system.table_functions UNION ALL "
+            "SELECT name FROM system.table_engines", "TabSeparated").bytes().decode()
+        self.outside_names = frozenset(
+            name.lower() for name in known.split() if not name.endswith("MergeTree")
+        ) - INSIDE | {"file"}
         for conn in conns:
             session = Session(conn, baseline)
             self._sessions.append(session)

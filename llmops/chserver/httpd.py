@@ -1,5 +1,7 @@
 """The ClickHouse HTTP interface over the chDB pool: as much of it as clickhouse-connect uses."""
 
+import base64
+import hmac
 import json
 import logging
 import select
@@ -24,9 +26,11 @@ from llmops.chserver.sql import (
     NEED_MORE,
     InsertWithData,
     first_keyword,
+    reaches_outside,
     split_insert,
     trailing_format,
 )
+from llmops.local_secrets import local_secret
 
 try:
     from backports import zstd
@@ -53,7 +57,10 @@ RESULT_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXIS
 STATUS = {
     6: 400, 27: 400, 38: 400, 41: 400, 53: 400, 62: 400, 72: 400, 117: 400,  # bad input
     46: 404, 47: 404, 50: 404, 60: 404, 73: 404, 81: 404, 115: 404,  # unknown names
+    516: 401,  # AUTHENTICATION_FAILED
+    497: 403,  # ACCESS_DENIED
 }
+USER = "default"  # the one user, as in a fresh ClickHouse; the password is generated
 
 PIECE = 1 << 20  # read and hand the body to chDB in pieces of this size
 SPOOL_IN_MEMORY = 16 << 20  # insert data beyond this goes to an anonymous temp file
@@ -224,6 +231,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if url.path != "/":
                 raise ClickHouseError.new(36, "BAD_ARGUMENTS", f"No handler for {url.path}")
+            self._authenticate(params)
             result, fmt = self._execute(params, self._body)
         except ClickHouseError as exc:
             self._fail(exc, query_id)
@@ -249,6 +257,36 @@ class Handler(BaseHTTPRequestHandler):
             "%s %s 200 %.1f ms %s", self.command, url.path,
             (time.monotonic() - started) * 1000, _excerpt(self._text),
         )
+
+    def _authenticate(self, params: dict[str, str]) -> None:
+        """As ClickHouse: credentials in X-ClickHouse-User/Key, basic auth, or the URL."""
+        user = self.headers.get("X-ClickHouse-User") or params.get("user")
+        password = self.headers.get("X-ClickHouse-Key") or params.get("password")
+        scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                user = password = None
+        user = user or USER
+        expected = self.server.password
+        if expected is None:
+            return
+        if user != USER or not hmac.compare_digest((password or "").encode(), expected.encode()):
+            raise ClickHouseError.new(
+                516, "AUTHENTICATION_FAILED", f"{user}: Authentication failed: password is "
+                "incorrect, or there is no user with such name")
+
+    def _refuse_outside(self, sql: str) -> None:
+        """chDB runs as clickhouse-local does: file(), url(), INTO OUTFILE and the like reach
+        any path and host the process can (user_files_path and remote_url_allow_hosts are
+        not enforced, seen). Refuse them here; BACKUP/RESTORE keep File() under the
+        backups' allowed_path."""
+        reached = reaches_outside(sql, self.server.engine.outside_names)
+        if reached:
+            raise ClickHouseError.new(
+                497, "ACCESS_DENIED", f"{reached}: this server reads and writes only its own "
+                "data and backup directories and fetches no URLs")
 
     def _execute(self, params: dict[str, str], body: Body) -> tuple[Result, str | None]:
         """Run the request's query: (result, its format if it has a result set)."""
@@ -282,6 +320,7 @@ class Handler(BaseHTTPRequestHandler):
 
         if isinstance(insert, InsertWithData):
             self._text = f"{insert.statement} FORMAT {insert.fmt}"
+            self._refuse_outside(insert.statement)
             # Receive the whole body before borrowing a chDB connection, so a slow client
             # holds none; an anonymous temp file leaves nothing behind, even after a crash.
             spool_dir = self.server.tmp_dir
@@ -303,6 +342,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ClickHouseError.new(36, "BAD_ARGUMENTS", "Query is not UTF-8") from None
         if not text.strip():
             raise ClickHouseError.new(62, "SYNTAX_ERROR", "Empty query")
+        self._refuse_outside(text)
         with engine.session(database, settings) as session:
             result = session.query(text, default_format, query_params)
         has_result = len(result.body) > 0 or first_keyword(text) in RESULT_KEYWORDS
@@ -347,8 +387,10 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 128  # the listen backlog: socketserver's 5 is short for a burst
 
-    def __init__(self, address: tuple[str, int], engine: Engine) -> None:
+    def __init__(self, address: tuple[str, int], engine: Engine,
+                 password: str | None = None) -> None:
         self.engine = engine
+        self.password = password  # None: no authentication (tests of the engine alone)
         self.stopping = threading.Event()
         self.display_name = socket.gethostname()
         self.tmp_dir = engine.data_dir.parent / "tmp"
@@ -356,15 +398,19 @@ class Server(ThreadingHTTPServer):
         super().__init__(address, Handler)
 
 
-def serve(data_dir: Path, backups_dir: Path, host: str, port: int, pool_size: int) -> int:
+def serve(data_dir: Path, backups_dir: Path, host: str, port: int, pool_size: int,
+          credentials_file: Path) -> int:
     """Open chDB, serve until SIGTERM/SIGINT, then finish the requests in flight and close
-    every chDB connection so that everything written is on disk. Returns the exit status."""
+    every chDB connection so that everything written is on disk. Returns the exit status.
+    Requests need user `default` and the password in credentials_file (generated, mode
+    0600, when the file does not exist)."""
     import signal
 
+    password = local_secret(credentials_file)
     engine = Engine(data_dir, backups_dir, pool_size)
     engine.open()
     try:
-        server = Server((host, port), engine)
+        server = Server((host, port), engine, password)
     except OSError:
         engine.close()
         raise

@@ -119,3 +119,33 @@ def split_insert(buf: bytes, final: bool) -> InsertWithData | None | object:
             original_name = buf[name[2] : name[3]].decode()
             return InsertWithData(buf[:start].decode(), original_name, pos)
     return None if final else NEED_MORE
+
+
+# Clauses that make chDB read or write a path of the caller's choosing.
+_FILE_CLAUSES = frozenset({"outfile", "infile"})
+
+
+def reaches_outside(sql: str, names: frozenset[str]) -> str | None:
+    """The first `name(` in sql with name (lowercased, quoted or not) in `names`, or an
+    INTO OUTFILE / FROM INFILE clause: what would read or write outside the server's own
+    data. None if there is none. BACKUP and RESTORE may name File(): chDB checks it
+    against the backups' allowed_path."""
+    allowed = {"file"} if first_keyword(sql) in ("BACKUP", "RESTORE") else set()
+    name = None
+    for m in _TOKEN.finditer(sql.encode()):
+        kind = m.lastgroup
+        if kind in ("ws", "comment"):
+            continue  # `file /* */ (` is still a call
+        text = m.group()
+        if kind == "word":
+            name = text.decode("ascii").lower()
+            if name in _FILE_CLAUSES:
+                return name.upper()
+            continue
+        if kind == "quoted" and text[:1] in b"`\"":
+            name = text[1:-1].decode(errors="replace").lower()
+            continue
+        if text == b"(" and name in names and name not in allowed:
+            return name
+        name = None
+    return None

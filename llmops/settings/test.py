@@ -15,7 +15,9 @@ DATABASES = {
         env("TEST_DATABASE_URL", "postgres://llmops:llmops@127.0.0.1:5432/llmops")
     )
 }
-CLICKHOUSE_URL = env("TEST_CLICKHOUSE_URL", "http://default:@127.0.0.1:8123/llmops_test")
+CLICKHOUSE_URL = with_local_password(  # noqa: F405
+    env("TEST_CLICKHOUSE_URL", "http://default:@127.0.0.1:8123/llmops_test"),
+    CLICKHOUSE_CREDENTIALS_FILE)  # noqa: F405
 KAFKA_SPANS_TOPIC = env("TEST_KAFKA_SPANS_TOPIC", "llmops.test.spans.v1")
 KAFKA_DEAD_LETTER_TOPIC = env("TEST_KAFKA_DEAD_LETTER_TOPIC", "llmops.test.spans.dead-letter")
 KAFKA_CONSUMER_GROUP = env("TEST_KAFKA_CONSUMER_GROUP", "llmops-test-drain")
