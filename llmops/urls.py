@@ -1,16 +1,20 @@
 """URL routes: admin, API v1, OpenAPI docs, health."""
 
 from django.contrib import admin
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
 from llmops.metrics import render
+from operations.access import metrics_allowed
 from operations.health import readiness_checks
 
 
 def metrics(request):
+    if not metrics_allowed(request):
+        return JsonResponse({"detail": "metrics are served to loopback or with the bearer "
+                                       "token METRICS_TOKEN"}, status=403)
     body, content_type = render()
     return HttpResponse(body, content_type=content_type)
 

@@ -24,3 +24,7 @@ BACKUP_S3_URL = env("BACKUP_S3_URL", "")  # set on a cluster
 HEALTH_CHECK_TIMEOUT_S = env("HEALTH_CHECK_TIMEOUT_S", 3.0)
 # A trigger, once active, clears only below this share of its threshold (no flapping).
 DEGRADATION_CLEAR_RATIO = env("DEGRADATION_CLEAR_RATIO", 0.8)
+
+# /metrics answers loopback without a token; from elsewhere only `Authorization: Bearer
+# <METRICS_TOKEN>` (empty: never from elsewhere).
+METRICS_TOKEN = env("METRICS_TOKEN", "")
