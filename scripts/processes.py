@@ -5,6 +5,7 @@ process in the background (logs in var/log, pid files in var/run) and prints the
 """
 
 import argparse
+import ipaddress
 import os
 import shutil
 import signal
@@ -47,11 +48,31 @@ PROCESSES = {
         str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "INFO",
         "--schedule", str(VAR / "celerybeat-schedule"),
     ],
-    "flower": [
-        str(BIN / "celery"), "-A", "celery_app", "flower",
-        "--address=127.0.0.1", f"--port={FLOWER_PORT}",
-    ],
+    "flower": [],  # see flower_command(): its address and auth come from the environment
 }
+
+
+def flower_command(environ: dict[str, str] | None = None) -> list[str]:
+    """Flower listens on loopback (FLOWER_ADDRESS, default 127.0.0.1). It shows every task's
+    arguments and can revoke tasks and shut workers down, so any other address needs
+    FLOWER_BASIC_AUTH (user:password, also applied on loopback when set)."""
+    environ = os.environ if environ is None else environ
+    address = environ.get("FLOWER_ADDRESS", "127.0.0.1")
+    auth = environ.get("FLOWER_BASIC_AUTH", "")
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = address == "localhost"
+    if not loopback and not auth:
+        sys.exit(f"flower on {address} needs FLOWER_BASIC_AUTH=user:password "
+                 "(or leave FLOWER_ADDRESS unset for loopback only)")
+    # Flower reads FLOWER_BASIC_AUTH from the environment itself: kept out of argv (and ps).
+    return [str(BIN / "celery"), "-A", "celery_app", "flower", f"--address={address}",
+            f"--port={FLOWER_PORT}"]
+
+
+def command(name: str) -> list[str]:
+    return flower_command() if name == "flower" else PROCESSES[name]
 
 
 def manage(*args: str) -> str:
@@ -86,7 +107,7 @@ def start(name: str) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR)}
     with open(LOGS / f"{name}.log", "ab") as log:
         process = subprocess.Popen(
-            PROCESSES[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            command(name), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     (PIDS / f"{name}.pid").write_text(str(process.pid))

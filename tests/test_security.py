@@ -200,3 +200,102 @@ def test_metrics_without_a_token_setting_refuse_every_remote_caller(client, sett
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", REMOTE_ADDR="10.0.0.5",
                       HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+# --- flower ---------------------------------------------------------------------------------
+
+def _processes_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "processes_script", Path(settings.BASE_DIR) / "scripts" / "processes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flower_listens_on_loopback_and_elsewhere_only_with_basic_auth():
+    processes = _processes_script()
+    assert "--address=127.0.0.1" in processes.flower_command({})
+    with pytest.raises(SystemExit, match="needs FLOWER_BASIC_AUTH"):
+        processes.flower_command({"FLOWER_ADDRESS": "0.0.0.0"})
+    command = processes.flower_command({"FLOWER_ADDRESS": "0.0.0.0",
+                                        "FLOWER_BASIC_AUTH": "ops:pw"})
+    assert "--address=0.0.0.0" in command
+    assert not any("ops:pw" in part for part in command)  # not in argv, not in `ps`
+
+
+def test_flower_with_basic_auth_refuses_a_caller_without_it(tmp_path):
+    import base64
+    import socket
+    import subprocess
+    import time
+
+    processes = _processes_script()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [part if not part.startswith("--port=") else f"--port={port}"
+               for part in processes.flower_command({})]
+    env = {**os.environ, "FLOWER_BASIC_AUTH": "ops:pw", "DJANGO_SETTINGS_MODULE":
+           "llmops.settings.test"}
+    env.pop("FLOWER_PORT", None)
+    with open(tmp_path / "flower.log", "wb") as log:
+        proc = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and status is None:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/")
+                status = conn.getresponse().status
+            except OSError:
+                time.sleep(0.3)
+        assert status == 401, (tmp_path / "flower.log").read_text()
+        token = base64.b64encode(b"ops:pw").decode()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/", headers={"Authorization": f"Basic {token}"})
+        assert conn.getresponse().status == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+# --- secrets in deploy files and settings ----------------------------------------------------
+
+def test_the_compose_file_has_no_default_secret():
+    import yaml
+
+    compose = yaml.safe_load((Path(settings.BASE_DIR) / "docker" / "docker-compose.yml")
+                             .read_text())
+    app = compose["x-app"]["environment"]
+    assert app["DJANGO_SECRET_KEY"] == "${DJANGO_SECRET_KEY:?set DJANGO_SECRET_KEY}"
+    assert "${CLICKHOUSE_PASSWORD:?" in app["CLICKHOUSE_URL"]
+    flower = compose["services"]["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+    assert "SECRET_KEY=" not in (Path(settings.BASE_DIR) / "docker" / "Dockerfile").read_text()\
+        .replace("DJANGO_SECRET_KEY=collectstatic-only", "")
+
+
+def test_settings_refuse_the_published_key_with_debug_off(tmp_path):
+    import subprocess
+    import sys
+
+    def check(**extra) -> subprocess.CompletedProcess:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmops.settings",
+               "LLMOPS_VAR_DIR": str(tmp_path), **extra}
+        return subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    published = "dev-only-insecure-key-change-me-in-production"
+    refused = check(DJANGO_SECRET_KEY=published, DJANGO_DEBUG="0")
+    assert refused.returncode != 0 and "published development key" in refused.stderr
+    assert check(DJANGO_SECRET_KEY=published, DJANGO_DEBUG="1").returncode == 0
+    # No key configured (make run): one is generated once under var/, mode 0600.
+    generated = check(DJANGO_SECRET_KEY="", DJANGO_DEBUG="0")
+    assert generated.returncode == 0, generated.stderr
+    key_file = tmp_path / "secret_key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert len(key_file.read_text().strip()) >= 50

@@ -3,6 +3,9 @@
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from llmops.local_secrets import local_secret
 
 from .env import env
 
@@ -10,8 +13,18 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Every data directory and download of the single-machine stack lives here (git-ignored).
 VAR_DIR = Path(env("LLMOPS_VAR_DIR", str(BASE_DIR / "var")))
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
+# Production sets DJANGO_SECRET_KEY. Without it a single machine (`make run`) uses a key
+# generated once under var/ (mode 0600): no key printed in the source signs its sessions.
+INSECURE_SECRET_KEYS = {"dev-only-insecure-key-change-me-in-production"}
+try:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", "") or local_secret(VAR_DIR / "secret_key", 50)
+except OSError as exc:
+    raise ImproperlyConfigured(f"set DJANGO_SECRET_KEY (none could be kept under {VAR_DIR}: "
+                               f"{exc})") from exc
 DEBUG = env("DJANGO_DEBUG", False)
+if not DEBUG and SECRET_KEY in INSECURE_SECRET_KEYS:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY is the published development key; set a "
+                               "secret one (or unset it to use a generated var/secret_key)")
 ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
