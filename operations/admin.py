@@ -116,4 +116,5 @@ class BackupRunAdmin(ReadOnlyAdmin, ActionPermissionsAdmin):
     def back_up_now(self, request, queryset) -> None:
         tasks.backup_clickhouse.delay()
         self.message_user(request, "Backup queued; it appears here when it starts. Restore "
-                                   "with `python manage.py restore_backup <id>`.")
+                                   "with `python manage.py restore_backup <id> --into <db>`, "
+                                   "or over the live tables with `--yes` (see its --help).")

@@ -151,3 +151,12 @@ def test_restore_help_says_what_it_does(capsys):
         call_command("restore_backup", "--help")
     text = capsys.readouterr().out
     assert "--yes" in text and "DROP and recreate" in text and "--into" in text
+
+
+def test_a_backup_recorded_with_raw_figures_is_verified_the_same_way(live_database):
+    run = backups.backup(db=live_database)
+    client = new_client(database="default")
+    run.tables = backups.table_facts(client, live_database, deduplicated=False)
+    run.save()
+    found = backups.restore(run, into=f"{live_database}_restored")
+    assert not any(facts["deduplicated"] for facts in found.values())

@@ -40,9 +40,10 @@ def _normalised(name: str, type_: str) -> str:
     return column
 
 
-def table_facts(client, db: str) -> dict[str, dict]:
+def table_facts(client, db: str, *, deduplicated: bool = True) -> dict[str, dict]:
     """Rows, bytes and an order-independent checksum of every table that stores rows, on
-    deduplicated content (FINAL): a table's figures do not change when its parts merge."""
+    deduplicated content (FINAL): a table's figures do not change when its parts merge.
+    deduplicated=False: raw count() and rows, as backups recorded before FINAL were."""
     facts = {}
     tables = client.query(
         "SELECT name, engine, total_bytes FROM system.tables WHERE database = {db:String} "
@@ -56,12 +57,14 @@ def table_facts(client, db: str) -> dict[str, dict]:
         # Replacing/Aggregating/Summing engines collapse rows at merge time; FINAL applies
         # that now, so a copy taken mid-merge and one merged since read the same.
         final = "" if engine in ("MergeTree", "ReplicatedMergeTree") else " FINAL"
+        if not deduplicated:
+            row, final = "*", ""
         # The hash of each row's text: every value counts, NULLs included, in any order.
         rows, checksum = client.query(
             f"SELECT count(), sum(cityHash64(formatRowNoNewline('TSV', {row}))) "
             f"FROM `{db}`.`{name}`{final}").result_rows[0]
         facts[name] = {"rows": rows, "bytes": total_bytes or 0, "checksum": str(checksum),
-                       "deduplicated": True}
+                       "deduplicated": deduplicated}
     return facts
 
 
@@ -235,7 +238,9 @@ def restore(run: BackupRun, *, into: str | None = None, replace: bool = False
                 client.command(f"DROP TABLE IF EXISTS `{target}`.`{name}` SYNC")
             logger.warning("restore of backup %s: dropped %s from %s", run.pk, doomed, target)
         _restore_into(client, run, target)
-        found = table_facts(client, target)
+        # Measured as the backup was: runs recorded before FINAL carry raw figures.
+        deduplicated = all(facts.get("deduplicated") for facts in run.tables.values())
+        found = table_facts(client, target, deduplicated=deduplicated)
     finally:
         client.close()
     differing = sorted(name for name in run.tables.keys() | found.keys()
