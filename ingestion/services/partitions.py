@@ -12,6 +12,7 @@ from functools import cache
 from confluent_kafka import TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
+from redis.exceptions import ResponseError
 
 from ingestion.services.lease import Lease
 from llmops.kafka import admin_client, end_offsets, new_consumer, retrying, watermarks
@@ -57,7 +58,12 @@ class InFlightRecord:
         self.lease = lease
 
     def read(self) -> InFlight | None:
-        fields = get_redis().hgetall(self.key)
+        try:
+            fields = get_redis().hgetall(self.key)
+        except ResponseError:
+            # A record an earlier version wrote ("first:last"): still a range to replay.
+            first, last = get_redis().get(self.key).decode().split(":")
+            return InFlight(int(first), int(last), "", 0)
         if not fields:
             return None
         return InFlight(int(fields[b"first"]), int(fields[b"last"]),
