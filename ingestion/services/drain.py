@@ -215,6 +215,17 @@ class PartitionDrainer:
                 raise DrainInterrupted("lease lost")
             return None
         first, last = record.first, record.last
+        low, _ = watermarks(self.consumer, self.topic, self.partition)
+        if first < low:
+            # Kafka's retention deleted part of the range before any drain could store it:
+            # replay what is left rather than wait for offsets that will never come back.
+            logger.error("partition %d: in-flight offsets %d-%d past retention (low %d)",
+                         self.partition, first, last, low)
+            if last < low:
+                if not self.inflight.clear():
+                    raise DrainInterrupted("lease lost")
+                return None
+            first = low
         self.consumer.seek(TopicPartition(self.topic, self.partition, first))
         messages: list = []
         overshot = False
