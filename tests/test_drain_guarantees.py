@@ -230,6 +230,32 @@ def test_clickhouse_down_holds_the_partition_and_never_dead_letters(settings):
     assert count_rows(org.id) == 30
 
 
+def test_a_table_missing_during_a_restore_holds_the_partition_and_never_dead_letters(
+        settings):
+    """UNKNOWN_TABLE is the server's state, not the rows': retried, never parked."""
+    from llmops.clickhouse import get_client
+
+    drain_everything()
+    settings.DRAIN_MAX_BATCH_ATTEMPTS = 1
+    settings.CLICKHOUSE_WRITE_RETRY = {**settings.CLICKHOUSE_WRITE_RETRY, "max_attempts": 1}
+    org, _ = new_org()
+    partition = 11
+    produce([span_message(org.id, "restoring", i) for i in range(10)], partition=partition)
+    starts = dead_letter_ends()
+    client = get_client()
+    client.command("RENAME TABLE span_content TO span_content_restoring")
+    try:
+        for _ in range(2):
+            stats = in_thread(lambda: PartitionDrainer(partition).run(budget_s=5))
+            assert stats.stopped.startswith("interrupted: ClickHouse unavailable"), stats.stopped
+            assert stats.dead_lettered == 0
+    finally:
+        client.command("RENAME TABLE span_content_restoring TO span_content")
+    assert not dead_letters_since(starts)
+    drain_everything()
+    assert count_rows(org.id) == 10
+
+
 # -- 4. a row the drain cannot build is parked, the rest flows ---------------------------
 
 
