@@ -382,7 +382,10 @@ class PartitionDrainer:
 
     def _commit(self, batch: Batch) -> None:
         """Commit past the batch and clear its record, only while the lease is ours, and
-        never moving the committed offset backwards."""
+        never moving the committed offset backwards. Kafka's commit cannot join the Redis
+        script, so the lease is checked (and extended by a full TTL) just before it: a
+        holder that stalls longer than the TTL between the two is the one case left, and
+        then the committed offset check keeps the partition from going backwards."""
         if not self.lease.renew():
             # Another drainer may own the partition now; it will replay and commit.
             raise DrainInterrupted("lease lost before commit")
