@@ -22,7 +22,8 @@ from django.conf import settings
 from bench.env import ROOT
 from ingestion.models import ApiKey, Org
 from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
-from ingestion.services.drain import PartitionDrainer, partition_lags, skip_to_end
+from ingestion.services.drain import PartitionDrainer
+from ingestion.services.partitions import partition_lags, skip_to_end
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
 from llmops.clickhouse import get_client
 from llmops.kafka import get_producer
@@ -205,7 +206,7 @@ def bench_drain(count: int = 100_000) -> None:
         rows.add(decode(value))
     # Into the same tables (so the materialized views on spans do the same work), under an
     # org of its own so the drained rows are untouched.
-    spans = [[BARE_ORG, *row[1:]] for row in rows.spans]
+    spans = [[BARE_ORG, *row[1:]] for row in rows.span_rows]
     content = [[BARE_ORG, *row[1:]] for row in rows.content_rows]
     client = get_client()
     batch = settings.DRAIN_BATCH_SIZE

@@ -103,7 +103,7 @@ def load(org: Org) -> None:
         for message in batch:
             rows.add(message)
         client.insert("span_content", rows.content_rows, column_names=CONTENT_COLUMNS)
-        client.insert("spans", rows.spans, column_names=SPAN_COLUMNS)
+        client.insert("spans", rows.span_rows, column_names=SPAN_COLUMNS)
         print(f"  loaded {stored_spans(org.id):,} spans", flush=True)
     # Steady state: stored data is mostly merged; FINAL over a fresh load of many parts
     # would measure the load, not the queries.

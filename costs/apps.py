@@ -7,3 +7,7 @@ class CostsConfig(AppConfig):
 
     def ready(self) -> None:
         from costs import signals  # noqa: F401  (connects the receivers)
+        from costs.services.reports import batch_stored
+        from ingestion.services.batches import on_batch_stored
+
+        on_batch_stored(batch_stored)

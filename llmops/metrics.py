@@ -4,6 +4,7 @@ time from the stores that hold them (lag, degradation level, queue depth, breake
 
 import logging
 import os
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,7 +15,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 logger = logging.getLogger(__name__)
 
@@ -34,49 +35,23 @@ CACHE_LOOKUPS = Counter("llmops_cache_lookups", "Cache lookups by where the answ
                         "(l1, l2 or miss); the hit ratio is (l1 + l2) / all", ["cache", "result"])
 
 
+GaugeProducer = Callable[[], Iterable[Metric]]
+_gauges: list[GaugeProducer] = []
+
+
+def register_gauges(produce: GaugeProducer) -> None:
+    """Read `produce`'s gauges at each scrape. Apps register theirs from `AppConfig.ready()`,
+    so this module imports no app."""
+    if produce not in _gauges:
+        _gauges.append(produce)
+
+
 class ScrapeTimeCollector:
     """Values that live in Kafka, Redis or the DB, read when Prometheus asks."""
 
     def collect(self):
-        yield from _safely(self._lag)
-        yield from _safely(self._degradation)
-        yield from _safely(self._evaluation_queue)
-        yield from _safely(self._breakers)
-
-    def _lag(self):
-        from ingestion.services.drain import partition_lags
-
-        family = GaugeMetricFamily("llmops_partition_lag", "Spans not yet drained",
-                                   labels=["partition"])
-        for lag in partition_lags():
-            family.add_metric([str(lag.partition)], lag.lag)
-        yield family
-
-    def _degradation(self):
-        from operations.models import DegradationState
-
-        yield GaugeMetricFamily("llmops_degradation_level", "Degradation level in force (0-4)",
-                                value=DegradationState.load().effective_level)
-
-    def _evaluation_queue(self):
-        from evaluation.services.queue import depth
-
-        yield GaugeMetricFamily("llmops_evaluation_queue_depth",
-                                "Evaluations waiting to run", value=depth())
-
-
-    def _breakers(self):
-        from evaluation.services.breakers import EMBEDDING_API, LLM_EVALUATION, get_breaker
-
-        family = GaugeMetricFamily(
-            "llmops_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
-            labels=["breaker"])
-        for name in (LLM_EVALUATION, EMBEDDING_API):
-            family.add_metric([name], BREAKER_STATES.get(get_breaker(name).state, -1))
-        yield family
-
-
-BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
+        for produce in list(_gauges):
+            yield from _safely(produce)
 
 
 def _safely(produce):

@@ -6,4 +6,7 @@ class OperationsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
-        from operations import signals  # noqa: F401  (connects the receivers)
+        from llmops.metrics import register_gauges
+        from operations import gauges, signals  # noqa: F401  (signals connects receivers)
+
+        register_gauges(gauges.degradation_gauges)

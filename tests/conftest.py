@@ -45,7 +45,7 @@ def platform_services():
     _require_services()
     from django.core.cache import cache
 
-    from ingestion.services.drain import skip_to_end
+    from ingestion.services.partitions import skip_to_end
     from llmops import clickhouse_migrations
     from llmops.clickhouse import connection_params, new_client
     from llmops.kafka import ensure_topics

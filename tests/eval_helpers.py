@@ -13,7 +13,8 @@ from evaluation.models import EvaluatorConfig
 from evaluation.services import queue, retrylog, scores
 from evaluation.services.breakers import EMBEDDING_API, LLM_EVALUATION, get_breaker
 from evaluation.services.matching import forget_cached_configs
-from ingestion.services.drain import PartitionDrainer, partition_lags
+from ingestion.services.drain import PartitionDrainer
+from ingestion.services.partitions import partition_lags
 from llmops.redis import get_redis
 from tests.ingest_helpers import client_for, post_spans
 

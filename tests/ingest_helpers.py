@@ -9,7 +9,8 @@ from django.db import connections
 from rest_framework.test import APIClient
 
 from ingestion.models import ApiKey, Org
-from ingestion.services.drain import PartitionDrainer, partition_lags
+from ingestion.services.drain import PartitionDrainer
+from ingestion.services.partitions import partition_lags
 from llmops.clickhouse import get_client
 
 BASE_TIME = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)

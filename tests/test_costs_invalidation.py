@@ -34,7 +34,8 @@ from datetime import datetime
 import django
 django.setup()
 from costs.services.pricing import price_for
-from ingestion.services.drain import PartitionDrainer, partition_lags
+from ingestion.services.drain import PartitionDrainer
+from ingestion.services.partitions import partition_lags
 from llmops import changes
 
 at = datetime.fromisoformat(sys.argv[1])

@@ -11,7 +11,7 @@ from evaluation.services import queue, retrylog, scorers
 from evaluation.services.dispatch import enqueue_for_spans
 from evaluation.services.matching import is_sampled
 from evaluation.services.replay import replay
-from ingestion.services.rows import SPAN_COLUMNS
+from ingestion.services.rows import SPAN_COLUMNS, StoredSpan
 from operations.services.degradation import set_manual_level
 from tests.eval_helpers import (
     drain_queue,
@@ -146,15 +146,15 @@ def test_non_critical_evaluators_are_skipped_at_degradation_level_1(provider):
     assert retry_log_length() == 0  # shed on purpose: not replayed
 
 
-def span_rows(org_id: int, count: int) -> list[list]:
-    """Span rows as the drain hands them to the hook (SPAN_COLUMNS order)."""
+def span_rows(org_id: int, count: int) -> list[StoredSpan]:
+    """Stored spans as the drain hands them to its listeners."""
     template = dict.fromkeys(SPAN_COLUMNS, "")
     template.update(org_id=org_id, kind="llm", model="gpt-4o-mini", tags=["prod"],
                     start_time=BASE_TIME)
     rows = []
     for i in range(count):
         template.update(trace_id=f"t{i}", span_id=f"s{i}", name="chat", output_hash="h")
-        rows.append([template[column] for column in SPAN_COLUMNS])
+        rows.append(StoredSpan(**template))
     return rows
 
 

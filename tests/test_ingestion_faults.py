@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings
 
 from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
-from ingestion.services.drain import PartitionDrainer, inflight_key, partition_lags
-from ingestion.services.rows import SPAN_COLUMNS, RowBuilder
+from ingestion.services.drain import PartitionDrainer
+from ingestion.services.partitions import inflight_key, partition_lags
+from ingestion.services.rows import RowBuilder
 from llmops.kafka import end_offsets, get_producer, new_consumer
 from llmops.redis import get_redis
 from tests.ingest_helpers import (
@@ -32,7 +33,7 @@ DRAINER = """
 import os, signal, sys
 import django
 django.setup()
-from ingestion.services import drain
+from ingestion.services import drain, partitions
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -41,8 +42,8 @@ point = sys.argv[1]
 if point == "after-insert":
     drain.PartitionDrainer._commit = die
 elif point == "before-insert":
-    drain.PartitionDrainer._insert_spans = die
-for lag in drain.partition_lags():
+    drain.PartitionDrainer._insert_entries = die
+for lag in partitions.partition_lags():
     if lag.lag:
         drain.PartitionDrainer(lag.partition).run(budget_s=30)
 """
@@ -209,16 +210,15 @@ def test_a_row_clickhouse_refuses_is_isolated_by_halving_and_dead_lettered():
         decode = msgspec.json.Decoder(SpanMessage).decode
         for message in batch.messages:
             rows.add(decode(message.value()), message)
-        rows.spans[7][rows_index("input_tokens")] = "not a number"
+        bad = rows.entries[7]
+        bad.span = msgspec.structs.replace(bad.span, input_tokens="not a number")
         starts = dead_letter_ends()
-        drainer._insert_spans(rows.spans, rows.messages, batch.token)
+        parked = []
+        drainer._insert_entries(rows.entries, batch.token, parked, isolate=False)
+        drainer._park(parked)
         drainer._commit(batch)
     finally:
         drainer.close()
     assert count_rows(org.id) == 9
     (parked,) = [m for m in dead_letters_since(starts) if m.value() == batch.messages[7].value()]
     assert dict(parked.headers())["reason"].startswith(b"ClickHouse refused the row")
-
-
-def rows_index(column: str) -> int:
-    return SPAN_COLUMNS.index(column)

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from ingestion.services.drain import partition_lags
+from ingestion.services.partitions import partition_lags
 from tests.ingest_helpers import (
     client_for,
     count_rows,

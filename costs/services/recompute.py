@@ -3,19 +3,16 @@
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import msgspec
 from django.conf import settings
 
 from costs.clickhouse import cost_hourly, cost_hourly_view
 from costs.services.pricing import forget_cached_prices, price_usage
 from costs.services.reports import costs_recorded
 from costs.services.tokens import TokenUsage
-from ingestion.services.rows import SPAN_COLUMNS
+from ingestion.services.rows import SPAN_COLUMNS, StoredSpan
 from llmops.clickhouse import get_client, new_client
 from llmops.clickhouse_schema import cluster
-
-COLUMN = {name: index for index, name in enumerate(SPAN_COLUMNS)}
-USAGE_COLUMNS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-                 "total_tokens"]
 
 
 @dataclass
@@ -31,24 +28,24 @@ def _days(start: datetime, end: datetime) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def _repriced(row: list) -> list | None:
-    """The row with its cost as the prices now say, under a newer version; None if the same.
-    A client's own cost stays."""
-    if row[COLUMN["cost_source"]] == "provided":
+def _repriced(row: tuple) -> tuple | None:
+    """The row (SPAN_COLUMNS, as read) with its cost as the prices now say, under a newer
+    version; None if the same. A client's own cost stays."""
+    span = StoredSpan(*row)
+    if span.cost_source == "provided":
         return None
-    usage = TokenUsage(**{name: row[COLUMN[name]] for name in USAGE_COLUMNS},
-                       source=row[COLUMN["usage_source"]])
-    priced = price_usage(model=row[COLUMN["model"]], provider=row[COLUMN["provider"]],
-                         at=row[COLUMN["start_time"]], usage=usage)
+    usage = TokenUsage(input_tokens=span.input_tokens, output_tokens=span.output_tokens,
+                       cached_input_tokens=span.cached_input_tokens,
+                       cache_write_tokens=span.cache_write_tokens,
+                       total_tokens=span.total_tokens, source=span.usage_source)
+    priced = price_usage(model=span.model, provider=span.provider, at=span.start_time,
+                         usage=usage)
     if (priced.cost, priced.source, priced.price_id) == (
-            row[COLUMN["cost"]], row[COLUMN["cost_source"]], row[COLUMN["price_id"]]):
+            span.cost, span.cost_source, span.price_id):
         return None
-    row = list(row)
-    row[COLUMN["cost"]], row[COLUMN["cost_source"]] = priced.cost, priced.source
-    row[COLUMN["price_id"]] = priced.price_id
     # Version + 1, not now: a newer message of the span still sent by its client still wins.
-    row[COLUMN["version"]] += 1
-    return row
+    return msgspec.structs.replace(span, cost=priced.cost, cost_source=priced.source,
+                                   price_id=priced.price_id, version=span.version + 1).row()
 
 
 def rebuild_rollups(*, org_id: int, days: list[date]) -> None:
@@ -77,7 +74,7 @@ def recompute_costs(*, org_id: int, start: datetime, end: datetime) -> Recompute
     forget_cached_prices()  # the fix was just saved: never price with what this process held
     result = RecomputeResult()
     reader, writer = get_client(), new_client()
-    batch: list[list] = []
+    batch: list[tuple] = []
 
     def flush() -> None:
         if batch:

@@ -64,6 +64,13 @@ def costs_recorded(*, org_ids: set[int]) -> None:
         logger.warning("could not invalidate cost reports of orgs %s: %s", org_ids, exc)
 
 
+def batch_stored(batch) -> None:
+    """Listener of the drain's stored batches (an `ingestion.services.batches.BatchStored`).
+    Like `costs_recorded`, it never fails the batch: the spans are stored, and at worst the
+    orgs' cached reports live out COST_CACHE_TTL_S."""
+    costs_recorded(org_ids=set(batch.org_ids))
+
+
 def _generation(org_id: int) -> int:
     try:
         return int(get_redis().get(_generation_key(org_id)) or 0)

@@ -11,14 +11,11 @@ from fnmatch import fnmatchcase
 from django.conf import settings
 
 from evaluation.models import EvaluatorConfig
-from ingestion.services.rows import SPAN_COLUMNS
+from ingestion.services.rows import StoredSpan
 from llmops import changes
 from operations.models import DegradationLevel
 
 TOPIC = "evaluators"
-_COLUMN = {name: SPAN_COLUMNS.index(name) for name in (
-    "org_id", "trace_id", "span_id", "name", "kind", "model", "tags", "input_hash",
-    "output_hash", "start_time")}
 
 _lock = threading.Lock()
 _cached: tuple[float, dict[int, list[EvaluatorConfig]], dict[int, EvaluatorConfig]] | None = None
@@ -79,17 +76,16 @@ def _time_us(value: datetime) -> int:
     return int(value.timestamp()) * 1_000_000 + value.microsecond
 
 
-def items_for(rows: list[list], *, level_of=None) -> list[dict]:
-    """The (span, evaluator) pairs that stored span rows (SPAN_COLUMNS order) call for.
+def items_for(spans: list[StoredSpan], *, level_of=None) -> list[dict]:
+    """The (span, evaluator) pairs that stored spans call for.
     `level_of` returns the degradation level; it is asked only when some config applies."""
     configs = active_configs()
     if not configs:
         return []
     level = None
     items = []
-    col = _COLUMN
-    for row in rows:
-        candidates = configs.get(row[col["org_id"]])
+    for span in spans:
+        candidates = configs.get(span.org_id)
         if not candidates:
             continue
         if level is None:
@@ -98,17 +94,17 @@ def items_for(rows: list[list], *, level_of=None) -> list[dict]:
             # Seed, level 1 "Reduced Evaluation": non-critical evaluations are skipped.
             if level >= DegradationLevel.REDUCED_EVALUATION and not config.is_critical:
                 continue
-            if not matches(config, model=row[col["model"]], name=row[col["name"]],
-                           kind=row[col["kind"]], tags=row[col["tags"]]):
+            if not matches(config, model=span.model, name=span.name, kind=span.kind,
+                           tags=span.tags):
                 continue
-            if not is_sampled(row[col["trace_id"]], config.sampling_rate):
+            if not is_sampled(span.trace_id, config.sampling_rate):
                 continue
             items.append({
-                "org_id": row[col["org_id"]], "trace_id": row[col["trace_id"]],
-                "span_id": row[col["span_id"]], "config_id": config.id,
-                "external": config.is_external, "name": row[col["name"]],
-                "model": row[col["model"]], "input_hash": row[col["input_hash"]],
-                "output_hash": row[col["output_hash"]],
-                "span_time_us": _time_us(row[col["start_time"]]),
+                "org_id": span.org_id, "trace_id": span.trace_id,
+                "span_id": span.span_id, "config_id": config.id,
+                "external": config.is_external, "name": span.name,
+                "model": span.model, "input_hash": span.input_hash,
+                "output_hash": span.output_hash,
+                "span_time_us": _time_us(span.start_time),
             })
     return items

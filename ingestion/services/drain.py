@@ -1,12 +1,23 @@
 """Draining one partition of the spans topic into ClickHouse, at least once, never doubled.
 
 Per batch: record the offset range in flight (Redis), insert with a deduplication token
-made of (topic, partition, first offset, last offset), THEN commit the offsets, then clear
-the record. A drainer that dies anywhere in between leaves the record; the next one re-reads
-exactly that range, and ClickHouse drops the repeated insert by its token.
+made of (topic, topic id, partition, first offset, last offset), tell the listeners the
+batch is stored, park what can never be stored (acknowledged by Kafka), THEN commit the
+offsets, then clear the record. A drainer that dies anywhere in between leaves the record;
+the next one re-reads exactly that range, and ClickHouse drops the repeated insert by its
+token. Every change to the record, and the commit, happen only while the lease is held.
+
+Failures, by kind (llmops.clickhouse_errors): a transient one (server down or hung, disk
+full, a table missing during a restore) holds the partition, retried by the next drain, and
+the lag shows it; a "retryable" one that comes back on the same range is counted in the
+in-flight record, and after DRAIN_MAX_BATCH_ATTEMPTS drains the batch is halved until the
+rows ClickHouse still refuses are alone, and those are dead-lettered; a row refused for
+good, or one that cannot be built, is dead-lettered at once. The rest of the batch flows.
 """
 
 import logging
+import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -14,34 +25,46 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from django.conf import settings
 
-from costs.services.reports import costs_recorded
-from evaluation.services.dispatch import enqueue_for_spans
 from ingestion.schema import MESSAGE_VERSION, StoredSpanMessage
+from ingestion.services.batches import BatchStored, announce_batch_stored
+from ingestion.services.dead_letters import DeadLetterFailed, dead_letter_all
 from ingestion.services.lease import Lease
-from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
+from ingestion.services.partitions import InFlightRecord, lease_key, topic_id
+from ingestion.services.rows import (
+    CONTENT_COLUMNS,
+    SPAN_COLUMNS,
+    RowBuilder,
+    SpanEntry,
+    UnbuildableSpan,
+    content_rows,
+)
 from llmops import metrics
-from llmops.clickhouse import get_client
-from llmops.clickhouse_errors import is_retryable
-from llmops.kafka import end_offsets, get_producer, new_consumer, retrying, watermarks
-from llmops.redis import get_redis
+from llmops.clickhouse import new_client
+from llmops.clickhouse_errors import is_retryable, is_transient
+from llmops.kafka import new_consumer, retrying, watermarks
 from llmops.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 _decode = msgspec.json.Decoder(StoredSpanMessage).decode
 # How long one wait for a first message lasts; idleness is judged over several of them.
 IDLE_POLL_S = 0.1
+# How long one read of an in-flight range waits before asking again for what is missing.
+REPLAY_POLL_S = 1.0
+_local = threading.local()
 
 
 class DrainInterrupted(Exception):
     """The batch could not be stored now; it stays in flight for the next drainer."""
 
 
-def lease_key(topic: str, partition: int) -> str:
-    return f"drain:lease:{topic}:{partition}"
-
-
-def inflight_key(topic: str, partition: int) -> str:
-    return f"drain:inflight:{topic}:{partition}"
+def insert_client():
+    """The calling thread's client for drain inserts: a short send/receive timeout, so a
+    hung insert ends (the ingest worker's thread pool ignores Celery's time limits)."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = _local.client = new_client(
+            send_receive_timeout=settings.DRAIN_INSERT_TIMEOUT_S)
+    return client
 
 
 @dataclass
@@ -58,29 +81,18 @@ class DrainStats:
 @dataclass
 class Batch:
     topic: str
+    topic_id: str
     partition: int
     first: int
     last: int
     messages: list
+    attempts: int = 0  # earlier drains of this range that failed on a repeating error
 
     @property
     def token(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.first}:{self.last}"
-
-
-def dead_letter(message, reason: str) -> None:
-    """Park a message that can never be stored, with why and where it came from."""
-    get_producer().produce(
-        settings.KAFKA_DEAD_LETTER_TOPIC,
-        key=message.key(),
-        value=message.value(),
-        headers={
-            "reason": reason[:1000],
-            "source_topic": message.topic(),
-            "source_partition": str(message.partition()),
-            "source_offset": str(message.offset()),
-        },
-    )
+        # The topic id: offsets start again at 0 when a topic is recreated, and the old
+        # topic's tokens may still be in the table's deduplication window.
+        return f"{self.topic}:{self.topic_id}:{self.partition}:{self.first}:{self.last}"
 
 
 class PartitionDrainer:
@@ -90,8 +102,11 @@ class PartitionDrainer:
         self.topic = topic or settings.KAFKA_SPANS_TOPIC
         self.partition = partition
         self.lease = Lease(lease_key(self.topic, partition), settings.DRAIN_LEASE_TTL_S)
+        self.inflight = InFlightRecord(self.topic, partition, self.lease)
+        self.topic_id = ""
         self.consumer: Consumer | None = None
         self.next_offset = -1  # the first offset not yet stored and committed
+        self.deadline = math.inf  # set by `run`: no step starts past it
         self.stats = DrainStats(partition)
         self.write_policy = RetryPolicy.from_settings(settings.CLICKHOUSE_WRITE_RETRY)
 
@@ -101,6 +116,8 @@ class PartitionDrainer:
         """Take the lease and position the consumer; False if another drainer holds it."""
         if not self.lease.acquire():
             return False
+        # Asked at each start, not cached longer: a recreated topic gets a new id.
+        self.topic_id = topic_id(self.topic)
         self.consumer = new_consumer()
         tp = TopicPartition(self.topic, self.partition)
         committed = retrying(lambda: self.consumer.committed([tp], timeout=10))[0].offset
@@ -124,16 +141,17 @@ class PartitionDrainer:
             self.lease.release()
 
     def run(self, budget_s: float | None = None) -> DrainStats:
-        """Drain until the budget is spent, the partition stays idle, or the lease is lost."""
+        """Drain until the budget is spent, the partition stays idle, or the lease is lost.
+        Returns within the budget plus one insert timeout (DRAIN_INSERT_TIMEOUT_S)."""
         budget_s = settings.DRAIN_TASK_BUDGET_S if budget_s is None else budget_s
-        if not self.open():
-            self.stats.stopped = "lease held elsewhere"
-            return self.stats
+        self.deadline = time.monotonic() + budget_s
         try:
-            deadline = time.monotonic() + budget_s
+            if not self.open():
+                self.stats.stopped = "lease held elsewhere"
+                return self.stats
             idle_since = time.monotonic()
             while True:
-                if time.monotonic() > deadline:
+                if time.monotonic() > self.deadline:
                     self.stats.stopped = "budget spent"
                     break
                 if not self.lease.renew():
@@ -152,6 +170,15 @@ class PartitionDrainer:
             self.close()
         return self.stats
 
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise DrainInterrupted("budget spent in the middle of a batch")
+
+    def _sleep_within_budget(self, seconds: float) -> None:
+        if time.monotonic() + seconds > self.deadline:
+            raise DrainInterrupted("budget spent retrying an insert")
+        time.sleep(seconds)
+
     # -- one batch -------------------------------------------------------------------
 
     def drain_once(self) -> int:
@@ -167,27 +194,57 @@ class PartitionDrainer:
         messages = self._collect()
         if not messages:
             return None
-        batch = Batch(self.topic, self.partition, messages[0].offset(), messages[-1].offset(),
-                      messages)
+        batch = Batch(self.topic, self.topic_id, self.partition, messages[0].offset(),
+                      messages[-1].offset(), messages)
         # Recorded before the insert, so a crash after it replays exactly this range.
-        get_redis().set(inflight_key(self.topic, self.partition), f"{batch.first}:{batch.last}")
+        if not self.inflight.write(batch.first, batch.last, self.topic_id):
+            raise DrainInterrupted("lease lost before recording the batch")
         return batch
 
     def _replay_batch(self) -> Batch | None:
-        """The range a previous drainer left in flight, read again message for message."""
-        record = get_redis().get(inflight_key(self.topic, self.partition))
+        """The range a previous drainer left in flight, read again message for message:
+        exactly [first, last], nothing past it (the next batch starts at last + 1)."""
+        record = self.inflight.read()
         if record is None:
             return None
-        first, last = (int(part) for part in record.decode().split(":"))
+        if record.topic_id and record.topic_id != self.topic_id:
+            # The topic was deleted and created again: those offsets are gone with it.
+            logger.warning("partition %d: dropping in-flight offsets %d-%d of a deleted topic",
+                           self.partition, record.first, record.last)
+            if not self.inflight.clear():
+                raise DrainInterrupted("lease lost")
+            return None
+        first, last = record.first, record.last
+        low, _ = watermarks(self.consumer, self.topic, self.partition)
+        if first < low:
+            # Kafka's retention deleted part of the range before any drain could store it:
+            # replay what is left rather than wait for offsets that will never come back.
+            logger.error("partition %d: in-flight offsets %d-%d past retention (low %d)",
+                         self.partition, first, last, low)
+            if last < low:
+                if not self.inflight.clear():
+                    raise DrainInterrupted("lease lost")
+                return None
+            first = low
         self.consumer.seek(TopicPartition(self.topic, self.partition, first))
         messages: list = []
-        deadline = time.monotonic() + 30
+        overshot = False
+        deadline = min(time.monotonic() + settings.DRAIN_REPLAY_READ_S, self.deadline)
         while (not messages or messages[-1].offset() < last) and time.monotonic() < deadline:
-            messages.extend(m for m in self._consume(last - first + 1, 1.0) if m.offset() <= last)
+            missing = last - (messages[-1].offset() if messages else first - 1)
+            for message in self._consume(missing, REPLAY_POLL_S):
+                if message.offset() <= last:
+                    messages.append(message)
+                else:
+                    overshot = True
+        if overshot:
+            # Read past the range (offsets with gaps): the next batch must start at last + 1.
+            self.consumer.seek(TopicPartition(self.topic, self.partition, last + 1))
         if not messages or messages[-1].offset() < last:
             raise DrainInterrupted(f"could not re-read offsets {first}-{last} in time")
         logger.info("partition %d: replaying in-flight offsets %d-%d", self.partition, first, last)
-        return Batch(self.topic, self.partition, first, last, messages)
+        return Batch(self.topic, self.topic_id, self.partition, first, last, messages,
+                     record.attempts)
 
     def _collect(self) -> list:
         """A batch: at most DRAIN_BATCH_SIZE messages, waiting at most DRAIN_BATCH_WAIT_MS
@@ -219,130 +276,135 @@ class PartitionDrainer:
         return messages
 
     def _store(self, batch: Batch) -> None:
+        """Insert what can be stored, hand it to the listeners, park the rest (acknowledged
+        by Kafka); raises DrainInterrupted when the batch must stay in flight."""
+        if not self.lease.renew():
+            raise DrainInterrupted("lease lost before the insert")
         rows = RowBuilder()
+        parked: list[tuple[object, str]] = []
         for message in batch.messages:
             try:
                 decoded = _decode(message.value())
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self._dead_letter(message, f"undecodable span message: {exc}")
+                parked.append((message, f"undecodable span message: {exc}"))
                 continue
             if decoded.v != MESSAGE_VERSION:
-                self._dead_letter(message, f"unsupported message version {decoded.v}")
+                parked.append((message, f"unsupported message version {decoded.v}"))
                 continue
-            rows.add(decoded, message)
-        if self.stats.dead_lettered:
-            get_producer().flush(settings.KAFKA_PUBLISH_TIMEOUT_S)
+            try:
+                rows.add(decoded, message)
+            except UnbuildableSpan as exc:
+                parked.append((message, f"span could not be built: {exc}"))
         started = time.monotonic()
-        # Content first: a span never points at a body that is not stored.
-        self._insert("span_content", CONTENT_COLUMNS, rows.content_rows, batch.token + ":content")
-        self._insert_spans(rows.spans, rows.messages, batch.token)
-        costs_recorded(org_ids=rows.org_ids)
+        isolate = batch.attempts >= settings.DRAIN_MAX_BATCH_ATTEMPTS
+        stored = self._insert_entries(rows.entries, batch.token, parked, isolate=isolate)
         self.stats.insert_seconds.append(time.monotonic() - started)
         metrics.DRAIN_INSERT_SECONDS.observe(self.stats.insert_seconds[-1])
-        metrics.DRAIN_BATCH_SPANS.observe(len(rows.spans))
+        metrics.DRAIN_BATCH_SPANS.observe(len(stored))
+        self._park(parked)
+        spans = [entry.span for entry in stored]
+        announce_batch_stored(BatchStored(batch.token, frozenset(s.org_id for s in spans),
+                                          spans))
         self.stats.batches += 1
         self.stats.messages += len(batch.messages)
-        self.stats.spans += len(rows.spans)
-        # Never raises: evaluation trouble does not hold up the drain (see its docstring).
-        enqueue_for_spans(rows.spans, batch_token=batch.token)
+        self.stats.spans += len(spans)
 
-    def _dead_letter(self, message, reason: str) -> None:
-        logger.warning("partition %d offset %d dead-lettered: %s",
-                       self.partition, message.offset(), reason)
-        dead_letter(message, reason)
-        self.stats.dead_lettered += 1
-        metrics.DEAD_LETTERS.inc()
-
-    def _insert(self, table: str, columns: list[str], rows: list[list], token: str) -> None:
-        if not rows:
+    def _park(self, parked: list[tuple[object, str]]) -> None:
+        if not parked:
             return
-        client = get_client()
-
-        def insert() -> None:
-            client.insert(table, rows, column_names=columns,
-                          settings={"insert_deduplication_token": token})
-
+        for message, reason in parked:
+            logger.warning("partition %d offset %d dead-lettered: %s",
+                           self.partition, message.offset(), reason)
         try:
-            self.write_policy.call(insert, retryable=is_retryable, name=f"insert into {table}")
-        except Exception as exc:
-            if is_retryable(exc):
-                raise DrainInterrupted(f"ClickHouse unavailable: {exc}") from exc
-            raise
+            dead_letter_all(parked)
+        except DeadLetterFailed as exc:
+            # Not committed: the next drain re-reads the range and parks them again.
+            raise DrainInterrupted(str(exc)) from exc
+        self.stats.dead_lettered += len(parked)
+        metrics.DEAD_LETTERS.inc(len(parked))
 
-    def _insert_spans(self, rows: list[list], messages: list, token: str) -> None:
-        """Insert; if ClickHouse refuses the rows for good, halve until the culprit is alone
-        and dead-letter it, so one bad row never blocks its partition. The halves' tokens
-        are derived from the batch's, so a replay splits and deduplicates the same way."""
+    def _insert_entries(self, entries: list[SpanEntry], token: str,
+                        parked: list[tuple[object, str]], *, isolate: bool) -> list[SpanEntry]:
+        """Insert the entries' content, then their spans; returns the entries stored.
+
+        A refusal for good, or a "retryable" one seen on too many drains of this range
+        (`isolate`), halves the entries until the culprit is alone, and parks it. The halves'
+        tokens derive from the batch's, so a replay splits and deduplicates the same way."""
+        if not entries:
+            return []
         try:
-            self._insert("spans", SPAN_COLUMNS, rows, token)
+            # Content first: a span never points at a body that is not stored.
+            self._insert("span_content", CONTENT_COLUMNS, content_rows(entries),
+                         token + ":content", retry=not isolate)
+            self._insert("spans", SPAN_COLUMNS, [entry.span.row() for entry in entries],
+                         token, retry=not isolate)
+            return entries
         except DrainInterrupted:
             raise
         except Exception as exc:
-            if len(rows) == 1:
-                self._dead_letter(messages[0], f"ClickHouse refused the row: {exc}")
-                get_producer().flush(settings.KAFKA_PUBLISH_TIMEOUT_S)
-                self.stats.spans -= 1
-                return
-            middle = len(rows) // 2
-            self._insert_spans(rows[:middle], messages[:middle], token + ":a")
-            self._insert_spans(rows[middle:], messages[middle:], token + ":b")
+            if is_transient(exc):
+                raise DrainInterrupted(f"ClickHouse unavailable: {exc}") from exc
+            if is_retryable(exc) and not isolate:
+                attempts = self.inflight.bump_attempts()
+                if attempts < 0:
+                    raise DrainInterrupted("lease lost") from exc
+                if attempts < settings.DRAIN_MAX_BATCH_ATTEMPTS:
+                    raise DrainInterrupted(
+                        f"ClickHouse refused the batch (drain {attempts} of "
+                        f"{settings.DRAIN_MAX_BATCH_ATTEMPTS} on this range): {exc}") from exc
+                logger.warning("partition %d: batch %s failed on %d drains, isolating its "
+                               "rows: %s", self.partition, token, attempts, exc)
+            if len(entries) == 1:
+                parked.append((entries[0].message, f"ClickHouse refused the row: {exc}"))
+                return []
+            middle = len(entries) // 2
+            return (self._insert_entries(entries[:middle], token + ":a", parked, isolate=True)
+                    + self._insert_entries(entries[middle:], token + ":b", parked,
+                                           isolate=True))
+
+    def _insert(self, table: str, columns: list[str], rows: list, token: str, *,
+                retry: bool = True) -> None:
+        """One insert; retried (seed `clickhouse_write`) unless the batch is being isolated,
+        where one failing try is enough to halve."""
+        if not rows:
+            return
+
+        def insert() -> None:
+            self._check_deadline()
+            insert_client().insert(table, rows, column_names=columns,
+                                   settings={"insert_deduplication_token": token})
+
+        if not retry:
+            insert()
+            return
+        self.write_policy.call(insert, retryable=is_retryable, name=f"insert into {table}",
+                               sleep=self._sleep_within_budget)
 
     def _commit(self, batch: Batch) -> None:
+        """Commit past the batch and clear its record, only while the lease is ours, and
+        never moving the committed offset backwards. Kafka's commit cannot join the Redis
+        script, so the lease is checked (and extended by a full TTL) just before it: a
+        holder that stalls longer than the TTL between the two is the one case left, and
+        then the committed offset check keeps the partition from going backwards."""
         if not self.lease.renew():
             # Another drainer may own the partition now; it will replay and commit.
             raise DrainInterrupted("lease lost before commit")
+        tp = TopicPartition(self.topic, self.partition)
         try:
-            self.consumer.commit(
-                offsets=[TopicPartition(self.topic, self.partition, batch.last + 1)],
-                asynchronous=False,
-            )
+            committed = retrying(lambda: self.consumer.committed([tp], timeout=10))[0].offset
+            if committed <= batch.last:
+                self.consumer.commit(
+                    offsets=[TopicPartition(self.topic, self.partition, batch.last + 1)],
+                    asynchronous=False,
+                )
         except KafkaException as exc:
             raise DrainInterrupted(f"offset commit failed: {exc}") from exc
-        get_redis().delete(inflight_key(self.topic, self.partition))
+        if not self.inflight.clear():
+            raise DrainInterrupted("lease lost before clearing the in-flight record")
         self.next_offset = batch.last + 1
-
-
-@dataclass
-class PartitionLag:
-    partition: int
-    committed: int
-    end: int
-    in_flight: bool
-
-    @property
-    def lag(self) -> int:
-        return max(0, self.end - max(self.committed, 0))
-
-
-def partition_lags(topic: str | None = None) -> list[PartitionLag]:
-    """Committed offset, end offset and lag of each partition of the spans topic."""
-    topic = topic or settings.KAFKA_SPANS_TOPIC
-    consumer = new_consumer()
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        committed = retrying(lambda: consumer.committed(
-            [TopicPartition(topic, p) for p in partitions], timeout=10))
-        redis = get_redis()
-        result = []
-        for tp in committed:
-            low, high = watermarks(consumer, topic, tp.partition)
-            start = tp.offset if tp.offset >= 0 else low
-            result.append(PartitionLag(tp.partition, start, high,
-                                       bool(redis.exists(inflight_key(topic, tp.partition)))))
-        return result
-    finally:
-        consumer.close()
-
-
-def skip_to_end(topic: str | None = None) -> None:
-    """Commit every partition at its end offset: the backlog is skipped, not stored.
-    For operators discarding a backlog on purpose, and for benchmarks and tests that must
-    not store what an earlier run left behind."""
-    topic = topic or settings.KAFKA_SPANS_TOPIC
-    consumer = new_consumer()
-    try:
-        ends = end_offsets(consumer, topic)
-        retrying(lambda: consumer.commit(offsets=ends, asynchronous=False))
-        get_redis().delete(*[inflight_key(topic, tp.partition) for tp in ends])
-    finally:
-        consumer.close()
+        if committed > self.next_offset:
+            # Someone moved the partition further (an operator's skip): follow, not undo.
+            logger.warning("partition %d: committed offset %d is past batch end %d",
+                           self.partition, committed, batch.last)
+            self.consumer.seek(TopicPartition(self.topic, self.partition, committed))
+            self.next_offset = committed

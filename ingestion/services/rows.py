@@ -1,7 +1,9 @@
 """Turning span messages into ClickHouse rows: the spans table and content stored once."""
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import msgspec
 import orjson
@@ -10,14 +12,50 @@ from costs.services.pricing import cost_of_span
 from costs.services.tokens import has_reported_usage
 from ingestion.schema import SpanMessage, StoredSpanMessage
 
-SPAN_COLUMNS = [
-    "org_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "status",
-    "status_message", "start_time", "end_time", "model", "provider", "input_hash",
-    "output_hash", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-    "total_tokens", "usage_source", "cost", "cost_source", "price_id", "session_id", "user_id",
-    "tags", "metadata", "environment", "received_at", "version",
-]
+
+class StoredSpan(msgspec.Struct, frozen=True):
+    """A span as stored in the `spans` table, field for column: what the drain inserts and
+    hands to the apps listening for stored batches (they read fields by name)."""
+
+    org_id: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    status: str
+    status_message: str
+    start_time: datetime
+    end_time: datetime | None
+    model: str
+    provider: str
+    input_hash: str
+    output_hash: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    total_tokens: int
+    usage_source: str
+    cost: Decimal
+    cost_source: str
+    price_id: int
+    session_id: str
+    user_id: str
+    tags: list[str]
+    metadata: dict[str, str]
+    environment: str
+    received_at: datetime
+    version: int
+
+    def row(self) -> tuple:
+        return msgspec.structs.astuple(self)
+
+
+SPAN_COLUMNS = list(StoredSpan.__struct_fields__)
 CONTENT_COLUMNS = ["org_id", "content_hash", "format", "content"]
+# cost is a Decimal64(12): an Int64 of 10^-12 dollars, so about $9.2M at most.
+MAX_COST = Decimal(2**63 - 1).scaleb(-12)
 
 
 def content_of(value) -> tuple[str, str] | None:
@@ -62,36 +100,70 @@ def from_epoch_us(value: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
 
 
+class UnbuildableSpan(Exception):
+    """A message whose span cannot become a row (a cost out of range, say): parked, not
+    retried, since no replay will build it either."""
+
+
+@dataclass
+class SpanEntry:
+    """One message of a batch: its stored span and the content rows it points to."""
+
+    message: object
+    span: StoredSpan
+    content: list[list] = field(default_factory=list)
+
+
+def content_rows(entries: list[SpanEntry]) -> list[list]:
+    """The content rows of these entries, each distinct body once."""
+    unique: dict[tuple[int, str], list] = {}
+    for entry in entries:
+        for row in entry.content:
+            unique.setdefault((row[0], row[1]), row)
+    return list(unique.values())
+
+
 class RowBuilder:
     """Accumulates the rows of one batch; each distinct body appears once."""
 
     def __init__(self) -> None:
-        self.spans: list[list] = []
-        self.messages: list = []  # the Kafka message behind each span row
-        self.content: dict[tuple[int, str], list] = {}
+        self.entries: list[SpanEntry] = []
         self.org_ids: set[int] = set()
 
-    def _content_ref(self, org_id: int, value) -> str:
+    @staticmethod
+    def _content_ref(org_id: int, value, content: list[list]) -> str:
         body = content_of(value)
         if body is None:
             return ""
         digest = content_hash(*body)
-        self.content.setdefault((org_id, digest), [org_id, digest, body[0], body[1]])
+        content.append([org_id, digest, body[0], body[1]])
         return digest
 
-    def add(self, message: SpanMessage | StoredSpanMessage, source=None) -> None:
+    def add(self, message: SpanMessage | StoredSpanMessage, source=None) -> SpanEntry:
+        """Build the span's rows; raises UnbuildableSpan (nothing added) if they cannot be."""
+        try:
+            entry = self._build(message, source)
+        except Exception as exc:
+            raise UnbuildableSpan(f"{type(exc).__name__}: {exc}") from exc
+        self.entries.append(entry)
+        self.org_ids.add(entry.span.org_id)
+        return entry
+
+    def _build(self, message: SpanMessage | StoredSpanMessage, source) -> SpanEntry:
         span, org_id = message.span, message.org_id
-        self.messages.append(source)
-        self.org_ids.add(org_id)
+        content: list[list] = []
         # Cost at drain time: from the price in force at the span's start (costs app).
         cost = cost_of_span(for_costing(span))
+        if abs(cost.cost) > MAX_COST:
+            raise ValueError(f"cost {cost.cost} is outside the stored range (+-{MAX_COST})")
         usage = cost.usage
-        self.spans.append([
+        stored = StoredSpan(
             org_id, span.trace_id, span.span_id, span.parent_span_id or "", span.name,
             span.kind, span.status, span.status_message,
             span.start_time.astimezone(UTC), span.end_time and span.end_time.astimezone(UTC),
             span.model, span.provider,
-            self._content_ref(org_id, span.input), self._content_ref(org_id, span.output),
+            self._content_ref(org_id, span.input, content),
+            self._content_ref(org_id, span.output, content),
             usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
             usage.cache_write_tokens, usage.total_tokens, usage.source,
             cost.cost, cost.source, cost.price_id, span.session_id, span.user_id, span.tags,
@@ -99,8 +171,21 @@ class RowBuilder:
             span.environment,
             from_epoch_us(message.received_at_us),
             message.received_at_us,
-        ])
+        )
+        return SpanEntry(source, stored, content)
+
+    @property
+    def spans(self) -> list[StoredSpan]:
+        return [entry.span for entry in self.entries]
+
+    @property
+    def messages(self) -> list:
+        return [entry.message for entry in self.entries]
+
+    @property
+    def span_rows(self) -> list[tuple]:
+        return [entry.span.row() for entry in self.entries]
 
     @property
     def content_rows(self) -> list[list]:
-        return list(self.content.values())
+        return content_rows(self.entries)

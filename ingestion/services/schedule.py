@@ -5,8 +5,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from ingestion.services.drain import lease_key, partition_lags
 from ingestion.services.lease import Lease
+from ingestion.services.partitions import lease_key, partition_lags
 from llmops.redis import get_redis
 
 

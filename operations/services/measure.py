@@ -5,7 +5,7 @@ import time
 
 from django.conf import settings
 
-from ingestion.services.drain import partition_lags
+from ingestion.services.partitions import partition_lags
 from llmops.clickhouse import new_client
 from llmops.kafka import admin_client
 from llmops.redis import get_redis

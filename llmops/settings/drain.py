@@ -1,0 +1,14 @@
+"""Drains: how long a batch may fail before its rows are isolated, and how long it may hang."""
+
+from .env import env
+
+# Drains of one in-flight range that may fail with the same "retryable" ClickHouse error
+# (TOO_MANY_PARTS, a memory limit...) before its rows are isolated by halving and the ones
+# ClickHouse still refuses are dead-lettered. Transient errors (server down, disk full, a
+# table missing during a restore) never count: they hold the partition until they pass.
+DRAIN_MAX_BATCH_ATTEMPTS = env("DRAIN_MAX_BATCH_ATTEMPTS", 5)
+# Send/receive timeout of the drain's inserts: a hung insert ends, the range stays in flight
+# (below the lease TTL, so a drainer stuck in one rarely loses its lease).
+DRAIN_INSERT_TIMEOUT_S = env("DRAIN_INSERT_TIMEOUT_S", 10.0)
+# How long a drain may take to re-read an in-flight range before giving up for now.
+DRAIN_REPLAY_READ_S = env("DRAIN_REPLAY_READ_S", 30.0)
