@@ -3,6 +3,7 @@
 import uuid
 from datetime import UTC, datetime
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -10,12 +11,13 @@ from rest_framework.views import APIView
 
 from evaluation.serializers import ScoreFilters, ScoresIn, score_out
 from evaluation.services import scores
-from ingestion.auth import ApiKeyAuthentication, HasOrg
+from ingestion.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
+from llmops.api_errors import Unavailable
 
 
 class ScoresView(APIView):
     authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [HasOrg]
+    permission_classes = [HasOrg, WritesAllowed]
 
     @extend_schema(
         operation_id="create_scores", summary="Send human or client scores",
@@ -41,7 +43,11 @@ class ScoresView(APIView):
                 data_type=score["data_type"], value=None if categorical else float(value),
                 string_value=value.strip() if categorical else "", comment=score["comment"]))
             ids.append(score_id)
-        scores.write(rows)
+        try:
+            scores.write(rows)
+        except scores.ScoresNotStored as exc:
+            raise Unavailable(f"scores not stored, retry: {exc}",
+                              settings.INGEST_RETRY_AFTER_S) from exc
         return Response({"ids": ids}, status=status.HTTP_201_CREATED)
 
     @extend_schema(

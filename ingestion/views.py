@@ -13,16 +13,8 @@ from rest_framework.views import APIView
 from ingestion.auth import ApiKeyAuthentication, HasOrg
 from ingestion.services.accept import IngestionPaused, RateLimited, accept_spans
 from ingestion.services.publish import PublishFailed
+from llmops.api_errors import Unavailable
 from llmops.metrics import INGEST_REFUSED
-
-
-class Unavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "unavailable"
-
-    def __init__(self, detail: str, retry_after: int):
-        super().__init__(detail)
-        self.wait = retry_after  # DRF's handler turns `wait` into Retry-After
 
 
 class PayloadTooLarge(exceptions.APIException):

@@ -1,0 +1,66 @@
+"""Errors of the API as JSON with a `detail`, whatever raised them: a client of /api/ never
+parses an HTML page, not even for a crash or an unknown path."""
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+API_PREFIXES = ("/api/", "/v1/")
+
+
+class Unavailable(exceptions.APIException):
+    """503: nothing was stored; retry after `retry_after` seconds (sent as Retry-After)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.wait = retry_after  # DRF's handler turns `wait` into Retry-After
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF's answer for its own exceptions; for any other, a logged 500 in JSON (DRF would
+    re-raise it, and Django answer an HTML page)."""
+    response = exception_handler(exc, context)
+    if response is not None:
+        return response
+    view = context.get("view")
+    logger.error("unexpected error in %s", type(view).__name__ if view else "a view",
+                 exc_info=exc)
+    return Response({"detail": "internal error: it was logged; retry later"},
+                    status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIXES)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "bad request"}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "permission denied"}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": f"no such endpoint: {request.path}"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "internal error: it was logged; retry later"},
+                            status=500)
+    return defaults.server_error(request)
