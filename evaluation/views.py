@@ -9,9 +9,10 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evaluation.serializers import ScoreFilters, ScoresIn, score_out
+from evaluation.serializers import ScoreFilters, ScoreIds, ScoreList, ScoresIn, score_out
 from evaluation.services import scores
 from ingestion.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
+from ingestion.query import docs
 from llmops.api_errors import Unavailable
 
 
@@ -21,9 +22,14 @@ class ScoresView(APIView):
 
     @extend_schema(
         operation_id="create_scores", summary="Send human or client scores",
+        description=(
+            'Body: `{"scores": [{"trace_id", "name", "value", ...}]}`, 1 to 1,000 scores. '
+            "`value` is a finite number, a boolean or a label (`data_type` numeric, boolean "
+            "or categorical, inferred when absent). Sending a score with an `id` again "
+            "replaces it. Refused with 503 at degradation level 4 (read-only)."),
         request=ScoresIn,
-        responses={201: OpenApiResponse(description='{"ids": [...]}'),
-                   400: OpenApiResponse(description="field errors")},
+        responses={201: OpenApiResponse(ScoreIds, description="Stored."),
+                   **docs.errors(400, 401, 503)},
     )
     def post(self, request):
         payload = ScoresIn(data=request.data)
@@ -52,7 +58,7 @@ class ScoresView(APIView):
 
     @extend_schema(
         operation_id="list_scores", summary="Read scores", parameters=[ScoreFilters],
-        responses={200: OpenApiResponse(description='{"scores": [...]}, newest first')},
+        responses={200: ScoreList, **docs.errors(400, 401)},
     )
     def get(self, request):
         filters = ScoreFilters(data=request.query_params)
