@@ -35,6 +35,8 @@ def resolve_window(start: datetime | None, end: datetime | None,
                    now: datetime | None = None) -> tuple[datetime, datetime]:
     """[start, end): `to` defaults to now, `from` to QUERY_DEFAULT_WINDOW_S before `to`."""
     end = end or now or datetime.now(UTC)
+    if start is not None:
+        _check_range("from", start)
     _check_range("to", end)  # before `from` is computed from it: year 1 has no day before
     start = start or end - timedelta(seconds=settings.QUERY_DEFAULT_WINDOW_S)
     _check_range("from", start)
