@@ -126,28 +126,32 @@ USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_w
 
 
 def _limit_errors(span: SpanIn, limits: SpanLimits) -> dict[str, str]:
+    # Per span on the accept path: the common case is a few comparisons, no loop.
     errors = {}
-    for name in ("start_time", "end_time"):
-        value = getattr(span, name)
-        if value is not None and not limits.earliest <= value <= limits.latest:
-            errors[name] = f"{name} must be between {limits.window}"
+    if not limits.earliest <= span.start_time <= limits.latest:
+        errors["start_time"] = f"start_time must be between {limits.window}"
+    end = span.end_time
+    if end is not None and not limits.earliest <= end <= limits.latest:
+        errors["end_time"] = f"end_time must be between {limits.window}"
     # `not <=` also refuses NaN; JSON has no infinity, but a huge literal parses as one.
     if span.cost is not None and not span.cost <= limits.max_cost:
         errors["cost"] = (f"cost must be a finite number of USD at most {limits.max_cost:g} "
                           "(INGEST_MAX_COST_USD)")
     usage = span.usage
-    if usage is not None:
+    if usage is None:
+        return errors
+    input_tokens, output_tokens = usage.input_tokens or 0, usage.output_tokens or 0
+    if max(input_tokens, output_tokens, usage.cached_input_tokens or 0,
+           usage.cache_write_tokens or 0, usage.total_tokens or 0) > limits.max_tokens:
         for name in USAGE_FIELDS:
-            value = getattr(usage, name)
-            if value is not None and value > limits.max_tokens:
+            if (getattr(usage, name) or 0) > limits.max_tokens:
                 errors[f"usage.{name}"] = (f"{name} must be at most {limits.max_tokens} "
                                            "(INGEST_MAX_TOKENS)")
-        if not errors and span.cost is None and (
-                (usage.input_tokens or 0) * limits.input_price
-                + (usage.output_tokens or 0) * limits.output_price > limits.max_cost_e12):
-            errors["usage"] = (f"these tokens could cost over {limits.max_cost:g} USD "
-                               "(INGEST_MAX_COST_USD) at the highest price in the price table; "
-                               "send fewer tokens or the span's `cost`")
+    elif span.cost is None and (input_tokens * limits.input_price
+                                + output_tokens * limits.output_price > limits.max_cost_e12):
+        errors["usage"] = (f"these tokens could cost over {limits.max_cost:g} USD "
+                           "(INGEST_MAX_COST_USD) at the highest price in the price table; "
+                           "send fewer tokens or the span's `cost`")
     return errors
 
 
