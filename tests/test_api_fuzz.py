@@ -3,7 +3,9 @@ endpoint, with a valid API key, answers no 5xx and only what its schema document
 
 import pytest
 import schemathesis
+import yaml
 from django.core import signals
+from django.core.management import call_command
 from django.db import close_old_connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -71,3 +73,16 @@ def test_a_score_time_out_of_the_stores_range_is_a_400(api_key):
         format="json")
     assert response.status_code == 400, response.content
     assert "timestamp" in str(response.json())
+
+
+def test_the_schema_is_valid_openapi_without_warnings(tmp_path):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file",
+                 str(tmp_path / "schema.yaml"))
+    paths = yaml.safe_load((tmp_path / "schema.yaml").read_text())["paths"]
+    post = paths["/api/v1/spans"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SpansIn"}
+    assert set(post["responses"]) >= {"202", "207", "400", "401", "413", "429", "503"}
+    scores = paths["/api/v1/scores"]["post"]
+    assert scores["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ScoresIn"}
