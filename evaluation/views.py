@@ -29,7 +29,7 @@ class ScoresView(APIView):
             "replaces it. Refused with 503 at degradation level 4 (read-only)."),
         request=ScoresIn,
         responses={201: OpenApiResponse(ScoreIds, description="Stored."),
-                   **docs.errors(400, 401, 503)},
+                   **docs.errors(400, 401, 413, 503)},
     )
     def post(self, request):
         payload = ScoresIn(data=request.data)

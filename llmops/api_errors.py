@@ -3,6 +3,8 @@ parses an HTML page, not even for a crash or an unknown path."""
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -30,6 +32,13 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     response = exception_handler(exc, context)
     if response is not None:
         return response
+    if isinstance(exc, RequestDataTooBig):  # a body past DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"detail": f"request body over the limit of "
+                                   f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"detail": str(exc) or "bad request"},
+                        status=status.HTTP_400_BAD_REQUEST)
     view = context.get("view")
     logger.error("unexpected error in %s", type(view).__name__ if view else "a view",
                  exc_info=exc)

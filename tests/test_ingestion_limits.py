@@ -267,6 +267,15 @@ def test_api_errors_are_json_with_a_detail_never_html():
     assert "text/html" in client.get("/no-such-page").headers["Content-Type"]
 
 
+def test_a_scores_body_over_djangos_upload_limit_is_a_413_in_json():
+    _, key = new_org()
+    score = {"trace_id": "t", "name": "n", "value": 1, "comment": "x" * 3000}
+    response = client_for(key).post("/api/v1/scores", {"scores": [score] * 1000},
+                                    format="json")
+    assert response.status_code == 413, response.content
+    assert "limit" in response.json()["detail"]
+
+
 # -- item 11: read-only means read-only -------------------------------------------------------
 
 def test_read_only_refuses_scores_with_503_and_stores_nothing_but_reads_go_on():
