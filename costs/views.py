@@ -110,7 +110,7 @@ class CostReportView(APIView):
             "as new spans of the org are stored; `X-Cache` says `l2` or `miss`."),
         responses={200: OpenApiResponse(CostReport, description="The report", examples=[
             OpenApiExample("a day, by model", value=REPORT_EXAMPLE)]),
-            **docs.errors(400, 401)},
+            **docs.errors(400, 401, 503)},
     )
     def get(self, request):
         params = CostReportParams.parse(request)

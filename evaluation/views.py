@@ -58,7 +58,7 @@ class ScoresView(APIView):
 
     @extend_schema(
         operation_id="list_scores", summary="Read scores", parameters=[ScoreFilters],
-        responses={200: ScoreList, **docs.errors(400, 401)},
+        responses={200: ScoreList, **docs.errors(400, 401, 503)},
     )
     def get(self, request):
         filters = ScoreFilters(data=request.query_params)

@@ -64,8 +64,8 @@ def staleness(setting: str) -> str:
             "seconds after they are sent. The `X-Cache` header says `l1`, `l2` or `miss`.")
 
 
-NOT_FOUND = docs.errors(400, 401, 404)  # 400: a query parameter (none is taken)
-BAD_REQUEST = docs.errors(400, 401)
+NOT_FOUND = docs.errors(400, 401, 404, 503)  # 400: a query parameter (none is taken)
+BAD_REQUEST = docs.errors(400, 401, 503)
 
 
 class QueryView(APIView):

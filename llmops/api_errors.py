@@ -5,11 +5,16 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import OperationalError as DjangoOperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from llmops.clickhouse_errors import is_retryable
 
 logger = logging.getLogger(__name__)
 API_PREFIXES = ("/api/", "/v1/")
@@ -39,11 +44,23 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, SuspiciousOperation):
         return Response({"detail": str(exc) or "bad request"},
                         status=status.HTTP_400_BAD_REQUEST)
+    if store_unavailable(exc):
+        logger.warning("a store did not answer: %s: %s", type(exc).__name__, exc)
+        return Response({"detail": f"a store did not answer ({type(exc).__name__}); retry"},
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(settings.INGEST_RETRY_AFTER_S)})
     view = context.get("view")
     logger.error("unexpected error in %s", type(view).__name__ if view else "a view",
                  exc_info=exc)
     return Response({"detail": "internal error: it was logged; retry later"},
                     status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """ClickHouse, PostgreSQL or Redis did not answer: the client should retry later, it is
+    not a bug to report (a 503, not a 500)."""
+    return (isinstance(exc, DjangoOperationalError | RedisConnectionError | RedisTimeoutError)
+            or is_retryable(exc))
 
 
 def _is_api(request: HttpRequest) -> bool:

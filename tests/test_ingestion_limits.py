@@ -16,7 +16,7 @@ from costs.models import Price
 from costs.services.pricing import forget_cached_prices
 from evaluation.services import scores
 from ingestion.services.accept import forget_cached_retention
-from llmops import kafka
+from llmops import clickhouse, kafka
 from operations.models import DegradationLevel, TtlChange
 from operations.services.degradation import set_manual_level
 from tests.ingest_helpers import (
@@ -265,6 +265,20 @@ def test_api_errors_are_json_with_a_detail_never_html():
     response = client.put("/api/v1/spans", b"{}", content_type="application/json")
     assert response.status_code in (401, 405) and response.json()["detail"]
     assert "text/html" in client.get("/no-such-page").headers["Content-Type"]
+
+
+def test_a_store_that_does_not_answer_is_a_503_with_retry_after_in_json():
+    _, key = new_org()
+    clickhouse._local.client = None  # this thread's client, made anew for the dead address
+    try:
+        with override_settings(CLICKHOUSE_URL="http://default:@127.0.0.1:9/x",
+                               CLICKHOUSE_CONNECT_TIMEOUT_S=1):
+            response = client_for(key).get("/api/v1/scores")
+    finally:
+        clickhouse._local.client = None
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "30"
+    assert "retry" in response.json()["detail"]
 
 
 def test_a_scores_body_over_djangos_upload_limit_is_a_413_in_json():
