@@ -1,6 +1,8 @@
 """The API fuzzed from its own OpenAPI schema (schemathesis, in-process over WSGI): every
 endpoint, with a valid API key, answers no 5xx and only what its schema documents."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import schemathesis
 import yaml
@@ -18,7 +20,7 @@ from schemathesis.checks import (
 )
 
 from llmops.wsgi import application
-from tests.ingest_helpers import client_for, new_org
+from tests.ingest_helpers import client_for, drain_everything, make_span, new_org, post_spans
 
 # Per endpoint, derandomized (the same cases every run); the file takes about a minute.
 EXAMPLES_PER_ENDPOINT = 250
@@ -30,6 +32,10 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
 
 
 pytestmark = pytest.mark.django_db
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture
@@ -86,3 +92,43 @@ def test_the_schema_is_valid_openapi_without_warnings(tmp_path):
     scores = paths["/api/v1/scores"]["post"]
     assert scores["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ScoresIn"}
+
+
+@pytest.mark.django_db(transaction=True)  # the drain's threads read the org's prices
+def test_answers_over_stored_spans_match_the_schema():
+    """The fuzzer's org has no stored spans: here the query answers carry real items."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        org, key = new_org()
+        now = datetime.now(UTC) - timedelta(minutes=10)
+        spans = [make_span("doc", i, start_time=iso(now + timedelta(seconds=i)),
+                           end_time=iso(now + timedelta(seconds=i, milliseconds=300)),
+                           cost=0.01 if i == 2 else None) for i in range(4)]
+        spans.append(make_span("doc2", 0, start_time=iso(now), end_time=None, usage=None,
+                               model="", metadata={}, tags=[]))
+        assert post_spans(client_for(key), spans).status_code == 202
+        drain_everything()
+        assert client_for(key).post("/api/v1/scores", {"scores": [
+            {"trace_id": "doc", "span_id": "doc-s1", "name": "helpful", "value": 0.5},
+            {"trace_id": "doc", "name": "tone", "value": "warm"},
+            {"trace_id": "doc", "name": "ok", "value": True}]}, format="json").status_code == 201
+        window = {"from": iso(now - timedelta(hours=1)), "to": iso(now + timedelta(hours=1))}
+        calls = [
+            ("/api/v1/traces", {}, window),
+            ("/api/v1/traces/{trace_id}", {"trace_id": "doc"}, {}),
+            ("/api/v1/spans", {}, window),
+            ("/api/v1/sessions/{session_id}", {"session_id": "sess-doc"}, {}),
+            ("/api/v1/metrics", {}, {**window, "bucket": "minute", "group_by": "model"}),
+            ("/api/v1/costs", {}, {**window, "group_by": "model"}),
+            ("/api/v1/scores", {}, {"trace_id": "doc"}),
+        ]
+        for path, path_parameters, query in calls:
+            case = schema[path]["GET"].Case(path_parameters=path_parameters, query=query)
+            response = case.call(headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 200, (path, response.text)
+            assert response.json(), path
+            case.validate_response(response, checks=CHECKS)
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
