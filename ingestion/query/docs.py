@@ -211,7 +211,7 @@ class SpanIn(serializers.Serializer):
         "As `input` (`llmops.output.original_bytes`)."))
     usage = UsageIn(required=False, allow_null=True)
     cost = serializers.FloatField(required=False, allow_null=True, min_value=0, help_text=(
-        "USD; at most INGEST_MAX_COST_USD (1,000,000). Without it the span is priced from its "
+        "USD; at most INGEST_MAX_COST_USD (100,000). Without it the span is priced from its "
         "usage, and usage that could cost more than that at the highest price known is "
         "rejected."))
     session_id = _text(128)
