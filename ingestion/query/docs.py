@@ -132,14 +132,15 @@ FIELD_ERRORS = OpenApiResponse(
     description="A bad parameter or field: the body names it, e.g. "
                 '`{"from": ["must be before `to`"]}`, or says what is wrong in `detail`.')
 UNAUTHORIZED = OpenApiResponse(ErrorDetail, description="No API key, or a bad or revoked one.")
-NOT_FOUND = OpenApiResponse(ErrorDetail, description="No such trace/session in the caller's org "
-                                                     "(another org's ids answer 404 too, never "
-                                                     "403), or no such path.")
+NOT_FOUND = OpenApiResponse(ErrorDetail, description=(
+    "No such trace/session in the caller's org (another org's ids answer 404 too, never 403), "
+    "no such path, or a `format` parameter naming no format (DRF's format override)."))
 
 
 def errors(*codes: int) -> dict:
     """Error answers for extend_schema: every error is JSON with a `detail` (or, for a 400,
-    the fields it names)."""
+    the fields it names). 401 and 404 go without saying: any endpoint may answer them."""
+    codes = tuple(sorted({*codes, 401, 404}))
     described = {
         400: FIELD_ERRORS,
         401: UNAUTHORIZED,
