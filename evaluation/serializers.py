@@ -1,12 +1,15 @@
 """Shapes of the scores API: what clients send, what they filter on."""
 
 import math
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from evaluation.services.scores import STATUSES
 from ingestion.query.params import EARLIEST, LATEST
+from ingestion.services.accept import retention_days
 
 
 def storable_time(value):
@@ -21,6 +24,21 @@ MAX_SCORES_PER_REQUEST = 1000
 
 @extend_schema_field({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}],
                       "nullable": True})
+def kept_time(value: datetime) -> datetime:
+    """A score's time, which its TTL counts from: one the TTL would delete at once is
+    refused, as spans are, rather than acknowledged and lost."""
+    now = datetime.now(UTC)
+    days = retention_days()
+    earliest = now - timedelta(days=days)
+    latest = now + timedelta(seconds=settings.INGEST_MAX_FUTURE_S)
+    if not earliest <= value <= latest:
+        raise serializers.ValidationError(
+            f"must be between {earliest:%Y-%m-%dT%H:%M:%SZ} and {latest:%Y-%m-%dT%H:%M:%SZ}: "
+            f"scores are kept {days} days and may be at most {settings.INGEST_MAX_FUTURE_S} s "
+            "ahead")
+    return value
+
+
 class ScoreValue(serializers.JSONField):
     pass
 
@@ -36,7 +54,9 @@ class ScoreIn(serializers.Serializer):
     source = serializers.ChoiceField(["human", "client"], default="client")
     id = serializers.CharField(max_length=128, required=False,
                                help_text="Sending the same id again replaces the score.")
-    timestamp = serializers.DateTimeField(required=False, validators=[storable_time])
+    timestamp = serializers.DateTimeField(
+        required=False, validators=[kept_time],
+        help_text="Default: now. Within the retention and at most INGEST_MAX_FUTURE_S ahead.")
 
     def validate(self, data: dict) -> dict:
         value = data["value"]

@@ -88,6 +88,21 @@ def test_an_emergency_ttl_in_force_narrows_the_window():
     assert response.json()["accepted"] == 1
 
 
+def test_a_score_the_ttl_would_delete_at_once_is_refused_naming_its_timestamp():
+    _, key = new_org()
+    now = datetime.now(UTC)
+    client = client_for(key)
+    for at in (now - timedelta(days=91), now + timedelta(days=2)):
+        response = client.post("/api/v1/scores", {"scores": [
+            {"trace_id": "t", "name": "n", "value": 1, "timestamp": iso(at)}]}, format="json")
+        assert response.status_code == 400, response.content
+        assert "timestamp" in str(response.json()) and "kept 90 days" in str(response.json())
+    response = client.post("/api/v1/scores", {"scores": [
+        {"trace_id": "t", "name": "n", "value": 1, "timestamp": iso(now - timedelta(days=3))}]},
+        format="json")
+    assert response.status_code == 201, response.content
+
+
 # -- item 4: numbers the store can hold -----------------------------------------------------
 
 def test_costs_and_token_counts_beyond_what_the_store_holds_are_rejected_by_field():
