@@ -12,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -32,6 +33,8 @@ API_PORT = 8100
 BARE_ORG = 2**32  # the bare-insert baseline's rows, apart from any real org
 SPANS_PER_REQUEST = 100
 BIN = Path(sys.executable).parent
+# Yesterday: the API refuses spans older than the retention or more than a day ahead.
+DAY = f"{datetime.now(UTC) - timedelta(days=1):%Y-%m-%d}"
 
 
 # -- workload -----------------------------------------------------------------------------
@@ -43,8 +46,8 @@ def make_span(run: str, trace: int, index: int) -> dict:
         "span_id": f"{run}-t{trace}-s{index}",
         "parent_span_id": f"{run}-t{trace}-s0" if index else None,
         "name": "chat.completions", "kind": "llm",
-        "start_time": f"2026-11-27T10:{index % 60:02d}:{trace % 60:02d}.{index:03d}Z",
-        "end_time": f"2026-11-27T10:{index % 60:02d}:{trace % 60:02d}.{index + 500:03d}Z",
+        "start_time": f"{DAY}T10:{index % 60:02d}:{trace % 60:02d}.{index:03d}Z",
+        "end_time": f"{DAY}T10:{index % 60:02d}:{trace % 60:02d}.{index + 500:03d}Z",
         "model": "gpt-4o-mini", "provider": "openai",
         "input": [
             {"role": "system", "content": "You are a helpful assistant for a support desk. "

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from costs.services.reports import BUCKETS, GROUPS, cost_report
 from ingestion.auth import ApiKeyAuthentication, HasOrg
+from ingestion.query import docs
 from ingestion.query.params import WindowParams, resolve_window
 
 
@@ -31,6 +32,54 @@ REPORT_EXAMPLE = {
     "unpriced_models": [{"model": "my-finetune", "provider": "", "spans": 1}],
     "sources": {"rollup_hours": 24, "span_ranges": []},
 }
+
+
+class CostMeasures(serializers.Serializer):
+    cost = serializers.CharField(help_text="USD, an exact decimal with 12 places.")
+    spans = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    unpriced_spans = serializers.IntegerField()
+    estimated_spans = serializers.IntegerField()
+
+
+class CostBucket(CostMeasures):
+    start = serializers.DateTimeField()
+    group = serializers.CharField(help_text="The group's value; empty without group_by.")
+
+
+class UnpricedModel(serializers.Serializer):
+    model = serializers.CharField()
+    provider = serializers.CharField()
+    spans = serializers.IntegerField()
+
+
+class SpanRange(serializers.Serializer):
+    from_ = serializers.DateTimeField()
+    to = serializers.DateTimeField()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+class CostSources(serializers.Serializer):
+    rollup_hours = serializers.IntegerField(help_text="Hours served by the hourly rollups.")
+    span_ranges = SpanRange(many=True, help_text="Ranges read from the stored spans.")
+
+
+class CostReport(SpanRange):
+    bucket = serializers.CharField()
+    group_by = serializers.CharField(allow_null=True)
+    currency = serializers.CharField()
+    totals = CostMeasures()
+    buckets = CostBucket(many=True)
+    unpriced_models = UnpricedModel(many=True)
+    sources = CostSources()
 
 
 class CostReportView(APIView):
@@ -59,9 +108,9 @@ class CostReportView(APIView):
             "(`sources`); session and tag groups always come from the stored spans. Cached "
             f"per org for {settings.COST_CACHE_TTL_S} s (COST_CACHE_TTL_S), dropped as soon "
             "as new spans of the org are stored; `X-Cache` says `l2` or `miss`."),
-        responses={200: OpenApiResponse(description="The report", examples=[
+        responses={200: OpenApiResponse(CostReport, description="The report", examples=[
             OpenApiExample("a day, by model", value=REPORT_EXAMPLE)]),
-            400: OpenApiResponse(description="A bad parameter, named in the body.")},
+            **docs.errors(400, 401, 503)},
     )
     def get(self, request):
         params = CostReportParams.parse(request)

@@ -1,26 +1,62 @@
 """Shapes of the scores API: what clients send, what they filter on."""
 
 import math
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from evaluation.services.scores import STATUSES
+from ingestion.query.params import EARLIEST, LATEST
+from ingestion.services.accept import retention_days
+
+
+def storable_time(value):
+    """A time ClickHouse can hold and compare (else it fails the query: a 500, not a 400)."""
+    if value is not None and not EARLIEST <= value <= LATEST:
+        raise serializers.ValidationError(
+            f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return value
 
 MAX_SCORES_PER_REQUEST = 1000
+
+
+@extend_schema_field({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}],
+                      "nullable": True})
+def kept_time(value: datetime) -> datetime:
+    """A score's time, which its TTL counts from: one the TTL would delete at once is
+    refused, as spans are, rather than acknowledged and lost."""
+    now = datetime.now(UTC)
+    days = retention_days()
+    earliest = now - timedelta(days=days)
+    latest = now + timedelta(seconds=settings.INGEST_MAX_FUTURE_S)
+    if not earliest <= value <= latest:
+        raise serializers.ValidationError(
+            f"must be between {earliest:%Y-%m-%dT%H:%M:%SZ} and {latest:%Y-%m-%dT%H:%M:%SZ}: "
+            f"scores are kept {days} days and may be at most {settings.INGEST_MAX_FUTURE_S} s "
+            "ahead")
+    return value
+
+
+class ScoreValue(serializers.JSONField):
+    pass
 
 
 class ScoreIn(serializers.Serializer):
     trace_id = serializers.CharField(max_length=128)
     span_id = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
     name = serializers.CharField(max_length=100)
-    value = serializers.JSONField()
+    value = ScoreValue(help_text="A finite number, a boolean or a non-blank label.")
     data_type = serializers.ChoiceField(["numeric", "categorical", "boolean"], required=False)
     comment = serializers.CharField(max_length=4000, required=False, default="",
                                     allow_blank=True)
     source = serializers.ChoiceField(["human", "client"], default="client")
     id = serializers.CharField(max_length=128, required=False,
                                help_text="Sending the same id again replaces the score.")
-    timestamp = serializers.DateTimeField(required=False)
+    timestamp = serializers.DateTimeField(
+        required=False, validators=[kept_time],
+        help_text="Default: now. Within the retention and at most INGEST_MAX_FUTURE_S ahead.")
 
     def validate(self, data: dict) -> dict:
         value = data["value"]
@@ -47,11 +83,36 @@ class ScoreFilters(serializers.Serializer):
     span_id = serializers.CharField(max_length=128, required=False, default="")
     evaluator = serializers.CharField(max_length=100, required=False, default="")
     status = serializers.ChoiceField(STATUSES, required=False, default="")
-    since = serializers.DateTimeField(required=False, default=None,
+    since = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
                                       help_text="scores written at or after this time")
-    until = serializers.DateTimeField(required=False, default=None,
+    until = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
                                       help_text="scores written before this time")
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
+
+
+class ScoreIds(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.CharField(),
+                                help_text="The scores' ids, in the order sent.")
+
+
+class ScoreOut(serializers.Serializer):
+    id = serializers.CharField()
+    trace_id = serializers.CharField()
+    span_id = serializers.CharField()
+    evaluator = serializers.CharField(help_text="The score's name.")
+    evaluator_type = serializers.CharField()
+    source = serializers.CharField(help_text="human, client, or evaluator")
+    status = serializers.ChoiceField(STATUSES)
+    data_type = serializers.CharField(help_text="numeric, categorical or boolean")
+    value = ScoreValue(help_text="A number, a label or a boolean; null for a failed score.")
+    comment = serializers.CharField()
+    latency_ms = serializers.FloatField()
+    model = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+
+
+class ScoreList(serializers.Serializer):
+    scores = ScoreOut(many=True, help_text="Newest first.")
 
 
 def score_out(row: dict) -> dict:

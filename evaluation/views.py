@@ -3,25 +3,33 @@
 import uuid
 from datetime import UTC, datetime
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evaluation.serializers import ScoreFilters, ScoresIn, score_out
+from evaluation.serializers import ScoreFilters, ScoreIds, ScoreList, ScoresIn, score_out
 from evaluation.services import scores
-from ingestion.auth import ApiKeyAuthentication, HasOrg
+from ingestion.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
+from ingestion.query import docs
+from llmops.api_errors import Unavailable
 
 
 class ScoresView(APIView):
     authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [HasOrg]
+    permission_classes = [HasOrg, WritesAllowed]
 
     @extend_schema(
         operation_id="create_scores", summary="Send human or client scores",
+        description=(
+            'Body: `{"scores": [{"trace_id", "name", "value", ...}]}`, 1 to 1,000 scores. '
+            "`value` is a finite number, a boolean or a label (`data_type` numeric, boolean "
+            "or categorical, inferred when absent). Sending a score with an `id` again "
+            "replaces it. Refused with 503 at degradation level 4 (read-only)."),
         request=ScoresIn,
-        responses={201: OpenApiResponse(description='{"ids": [...]}'),
-                   400: OpenApiResponse(description="field errors")},
+        responses={201: OpenApiResponse(ScoreIds, description="Stored."),
+                   **docs.errors(400, 401, 413, 503)},
     )
     def post(self, request):
         payload = ScoresIn(data=request.data)
@@ -41,12 +49,16 @@ class ScoresView(APIView):
                 data_type=score["data_type"], value=None if categorical else float(value),
                 string_value=value.strip() if categorical else "", comment=score["comment"]))
             ids.append(score_id)
-        scores.write(rows)
+        try:
+            scores.write(rows)
+        except scores.ScoresNotStored as exc:
+            raise Unavailable(f"scores not stored, retry: {exc}",
+                              settings.INGEST_RETRY_AFTER_S) from exc
         return Response({"ids": ids}, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="list_scores", summary="Read scores", parameters=[ScoreFilters],
-        responses={200: OpenApiResponse(description='{"scores": [...]}, newest first')},
+        responses={200: ScoreList, **docs.errors(400, 401, 503)},
     )
     def get(self, request):
         filters = ScoreFilters(data=request.query_params)

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.views import APIView
 
@@ -64,10 +64,8 @@ def staleness(setting: str) -> str:
             "seconds after they are sent. The `X-Cache` header says `l1`, `l2` or `miss`.")
 
 
-NOT_FOUND = OpenApiResponse(description="No such trace/session in the caller's org (another "
-                                        "org's ids answer 404 too, never 403).")
-BAD_REQUEST = OpenApiResponse(description="A bad parameter: the body names it, e.g. "
-                                          '`{"from": ["must be before `to`"]}`.')
+NOT_FOUND = docs.errors(400, 401, 404, 503)  # 400: a query parameter (none is taken)
+BAD_REQUEST = docs.errors(400, 401, 503)
 
 
 class QueryView(APIView):
@@ -85,7 +83,7 @@ class TraceListView(QueryView):
             f"{settings.QUERY_LIST_SETTLE_MS} ms (QUERY_LIST_SETTLE_MS), so each is listed "
             "exactly once while spans keep arriving; counts and tokens shown are current."
             + staleness("QUERY_TRACES_CACHE_TTL_S")),
-        responses={200: docs.TracePage, 400: BAD_REQUEST},
+        responses={200: docs.TracePage, **BAD_REQUEST},
     )
     def get(self, request):
         params = TraceListParams.parse(request)
@@ -104,7 +102,7 @@ class TraceView(QueryView):
             "is missing are kept at the top level. Hot traces are also kept in each API "
             "process (HOT_TRACE_CACHE_MAX_BYTES, LRU), never longer than the TTL below."
             + staleness("QUERY_TRACE_CACHE_TTL_S")),
-        responses={200: docs.TraceDetail, 404: NOT_FOUND},
+        responses={200: docs.TraceDetail, **NOT_FOUND},
     )
     def get(self, request, trace_id: str):
         return one_by_id(request, endpoint="trace", name="trace_id", value=trace_id,
@@ -117,7 +115,7 @@ class SpanSearchView(QueryView):
         operation_id="search_spans", summary="Search spans", parameters=[SpanSearchParams],
         description=("Spans starting in [`from`, `to`), newest first, matching every filter "
                      "given; pages by `next_cursor`." + staleness("QUERY_SPANS_CACHE_TTL_S")),
-        responses={200: docs.SpanPage, 400: BAD_REQUEST},
+        responses={200: docs.SpanPage, **BAD_REQUEST},
     )
     def get(self, request):
         params = SpanSearchParams.parse(request)
@@ -132,7 +130,7 @@ class SessionView(QueryView):
         operation_id="get_session", summary="A session's traces",
         description=("The traces with a span in this session, oldest first (at most "
                      "QUERY_SESSION_MAX_TRACES)." + staleness("QUERY_SESSION_CACHE_TTL_S")),
-        responses={200: docs.SessionTraces, 404: NOT_FOUND},
+        responses={200: docs.SessionTraces, **NOT_FOUND},
     )
     def get(self, request, session_id: str):
         return one_by_id(request, endpoint="session", name="session_id", value=session_id,
@@ -148,7 +146,7 @@ class MetricsView(QueryView):
             "p99 in ms (spans with an end time; ClickHouse `quantiles`: exact up to 8,192 "
             "spans per point, sampled beyond), tokens. At most QUERY_METRICS_MAX_BUCKETS "
             "buckets per window." + staleness("QUERY_METRICS_CACHE_TTL_S")),
-        responses={200: docs.Metrics, 400: BAD_REQUEST},
+        responses={200: docs.Metrics, **BAD_REQUEST},
     )
     def get(self, request):
         params = MetricsParams.parse(request)

@@ -1,6 +1,7 @@
 """The span as clients send it and as it travels on Kafka (msgspec: fast, exact errors)."""
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -102,8 +103,62 @@ def field_error(error: msgspec.ValidationError) -> dict[str, str]:
     return {"span": text}
 
 
-def validate_span(raw: Any) -> tuple[SpanIn | None, dict[str, str], list[str]]:
-    """(span, errors, unknown field names) for one element of the request's `spans` list."""
+@dataclass(frozen=True, slots=True)
+class SpanLimits:
+    """What a span may hold beyond its types, fixed once per request (the time window moves
+    with the clock): past these a span would be lost after its 202 (deleted by the TTL, or
+    failing its insert)."""
+
+    earliest: datetime  # the retention: ClickHouse's TTL deletes older spans at once
+    latest: datetime
+    window: str  # says which window, in the rejection
+    max_tokens: int
+    max_cost: float
+    # Highest price of any row (1e-6 USD per million tokens) on the input side (input, cached
+    # read, cache write) and on the output: what a span's tokens can cost at most, in 1e-12 USD.
+    input_price: int = 0
+    output_price: int = 0
+    max_cost_e12: int = 0
+
+
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                "total_tokens")
+
+
+def _limit_errors(span: SpanIn, limits: SpanLimits) -> dict[str, str]:
+    # Per span on the accept path: the common case is a few comparisons, no loop.
+    errors = {}
+    if not limits.earliest <= span.start_time <= limits.latest:
+        errors["start_time"] = f"start_time must be between {limits.window}"
+    end = span.end_time
+    if end is not None and not limits.earliest <= end <= limits.latest:
+        errors["end_time"] = f"end_time must be between {limits.window}"
+    # `not <=` also refuses NaN; JSON has no infinity, but a huge literal parses as one.
+    if span.cost is not None and not span.cost <= limits.max_cost:
+        errors["cost"] = (f"cost must be a finite number of USD at most {limits.max_cost:g} "
+                          "(INGEST_MAX_COST_USD)")
+    usage = span.usage
+    if usage is None:
+        return errors
+    input_tokens, output_tokens = usage.input_tokens or 0, usage.output_tokens or 0
+    if max(input_tokens, output_tokens, usage.cached_input_tokens or 0,
+           usage.cache_write_tokens or 0, usage.total_tokens or 0) > limits.max_tokens:
+        for name in USAGE_FIELDS:
+            if (getattr(usage, name) or 0) > limits.max_tokens:
+                errors[f"usage.{name}"] = (f"{name} must be at most {limits.max_tokens} "
+                                           "(INGEST_MAX_TOKENS)")
+    elif span.cost is None and (input_tokens * limits.input_price
+                                + output_tokens * limits.output_price > limits.max_cost_e12):
+        errors["usage"] = (f"these tokens could cost over {limits.max_cost:g} USD "
+                           "(INGEST_MAX_COST_USD) at the highest price in the price table; "
+                           "send fewer tokens or the span's `cost`")
+    return errors
+
+
+def validate_span(raw: Any, limits: SpanLimits | None = None,
+                  ) -> tuple[SpanIn | None, dict[str, str], list[str]]:
+    """(span, errors, unknown field names) for one element of the request's `spans` list.
+    Without `limits`, only the span's shape is checked (what the drain can decode)."""
     if not isinstance(raw, dict):
         return None, {"span": "expected a JSON object"}, []
     try:
@@ -119,10 +174,13 @@ def validate_span(raw: Any) -> tuple[SpanIn | None, dict[str, str], list[str]]:
             span.end_time = span.end_time.replace(tzinfo=UTC)
         if span.end_time < span.start_time:
             errors["end_time"] = "end_time is before start_time"
-    for name in ("start_time", "end_time"):
-        value = getattr(span, name)
-        if value is not None and not EARLIEST <= value <= LATEST:
-            errors[name] = f"{name} must be between {EARLIEST:%Y} and {LATEST:%Y}"
+    if limits is not None:
+        errors.update(_limit_errors(span, limits))
+    else:
+        for name in ("start_time", "end_time"):
+            value = getattr(span, name)
+            if value is not None and not EARLIEST <= value <= LATEST:
+                errors[name] = f"{name} must be between {EARLIEST:%Y} and {LATEST:%Y}"
     usage = span.usage
     if usage is not None and (usage.cached_input_tokens or 0) + (usage.cache_write_tokens or 0) > (
             usage.input_tokens or 0):

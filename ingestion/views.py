@@ -11,18 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ingestion.auth import ApiKeyAuthentication, HasOrg
+from ingestion.query import docs
 from ingestion.services.accept import IngestionPaused, RateLimited, accept_spans
 from ingestion.services.publish import PublishFailed
+from llmops.api_errors import Unavailable
 from llmops.metrics import INGEST_REFUSED
-
-
-class Unavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "unavailable"
-
-    def __init__(self, detail: str, retry_after: int):
-        super().__init__(detail)
-        self.wait = retry_after  # DRF's handler turns `wait` into Retry-After
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -105,22 +98,24 @@ class SpansView(APIView):
             "INGEST_MAX_BODY_BYTES (default 5 MB, gzip accepted). A span counts as accepted "
             "only once Kafka has acknowledged it. 202: all accepted; 207: some rejected, "
             "each with its index and field errors; 429/503 carry Retry-After.\n\n"
+            "A span is rejected (207) when the store would lose it: `start_time` or "
+            "`end_time` outside [now - retention, now + INGEST_MAX_FUTURE_S]; `cost` over "
+            "INGEST_MAX_COST_USD; a token count over INGEST_MAX_TOKENS; or a span whose "
+            "message is still over KAFKA_MESSAGE_MAX_BYTES (3 MiB) once its input and output "
+            "are truncated to INGEST_MAX_CONTENT_BYTES (1 MB of JSON each).\n\n"
             "`usage.input_tokens` counts every prompt token, the cached ones included "
             "(OpenAI's convention): `cached_input_tokens` (read from a prompt cache) and "
             "`cache_write_tokens` (written to it) are parts of it, so together they cannot "
             "exceed it. Without `cost`, the span is priced at drain time from its usage (or, "
             "without usage, from tokens counted in its content): see GET /api/v1/costs."
         ),
-        request={"application/json": {"type": "object"}},
+        request=docs.SpansIn,
         examples=[OpenApiExample("one LLM span", value=SPAN_EXAMPLE, request_only=True)],
         responses={
-            202: OpenApiResponse(description='{"accepted": n}'),
-            207: OpenApiResponse(description='{"accepted": n, "rejected": [...]}'),
-            400: OpenApiResponse(description="not JSON, or no `spans` list"),
-            401: OpenApiResponse(description="no or bad API key"),
-            413: OpenApiResponse(description="body or batch too large"),
-            429: OpenApiResponse(description="org over its ingestion rate"),
-            503: OpenApiResponse(description="Kafka unavailable, or read-only mode"),
+            202: OpenApiResponse(docs.SpansAccepted, description="Every span accepted."),
+            207: OpenApiResponse(docs.SpansPartlyAccepted, description=(
+                "Some spans rejected, each with its index and reasons; the others stored.")),
+            **docs.errors(400, 401, 413, 429, 503),
         },
     )
     def post(self, request):

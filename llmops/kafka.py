@@ -9,7 +9,13 @@ from functools import cache
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -39,8 +45,19 @@ def admin_client() -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
 
 
+# A record batch wraps its messages in framing, and lz4 may grow an incompressible one a
+# little: the topic takes a batch this much over the largest message the producer sends.
+BATCH_FRAMING_BYTES = 64 * 1024
+
+
+def topic_config() -> dict[str, str]:
+    return {"retention.ms": str(settings.KAFKA_RETENTION_MS),
+            "max.message.bytes": str(settings.KAFKA_MESSAGE_MAX_BYTES + BATCH_FRAMING_BYTES)}
+
+
 def ensure_topics(timeout: float = 30.0) -> list[str]:
-    """Create the project's topics that do not exist yet; returns the names created."""
+    """Create the project's topics that do not exist yet, and give the existing ones the
+    message size limit in force; returns the names created."""
     admin = admin_client()
     existing = admin.list_topics(timeout=timeout).topics
     missing = [
@@ -48,11 +65,13 @@ def ensure_topics(timeout: float = 30.0) -> list[str]:
             topic.name,
             num_partitions=topic.partitions,
             replication_factor=settings.KAFKA_REPLICATION_FACTOR,
-            config={"retention.ms": str(settings.KAFKA_RETENTION_MS)},
+            config=topic_config(),
         )
         for topic in all_topics()
         if topic.name not in existing
     ]
+    _set_message_size_limit(admin, [t.name for t in all_topics() if t.name in existing],
+                            timeout)
     if not missing:
         return []
     for future in admin.create_topics(missing, request_timeout=timeout).values():
@@ -65,6 +84,19 @@ def ensure_topics(timeout: float = 30.0) -> list[str]:
     names = [topic.topic for topic in missing]
     _wait_for_leaders(admin, names, timeout)
     return names
+
+
+def _set_message_size_limit(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Topics created before KAFKA_MESSAGE_MAX_BYTES was raised keep the broker's ~1 MB
+    default, and would refuse what the producer now sends."""
+    if not names:
+        return
+    limit = topic_config()["max.message.bytes"]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
+        ConfigEntry("max.message.bytes", limit,
+                    incremental_operation=AlterConfigOpType.SET)]) for name in names]
+    for future in admin.incremental_alter_configs(resources, request_timeout=timeout).values():
+        future.result()
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
@@ -132,6 +164,7 @@ def producer_config() -> dict:
         "linger.ms": settings.KAFKA_LINGER_MS,
         "compression.type": settings.KAFKA_COMPRESSION,
         "message.timeout.ms": int(settings.KAFKA_PUBLISH_TIMEOUT_S * 1000),
+        "message.max.bytes": settings.KAFKA_MESSAGE_MAX_BYTES,
     }
 
 

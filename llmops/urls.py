@@ -24,6 +24,12 @@ def liveness(request):
     return HttpResponse("ok\n", content_type="text/plain")
 
 
+# Under /api/ and /v1/ every error is JSON with a `detail`; elsewhere Django's pages.
+handler400 = "llmops.api_errors.bad_request"
+handler403 = "llmops.api_errors.permission_denied"
+handler404 = "llmops.api_errors.page_not_found"
+handler500 = "llmops.api_errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("ingestion.urls")),

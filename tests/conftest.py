@@ -70,12 +70,14 @@ def fresh_process_caches():
     """In-process caches (degradation level, API keys, prices) must not carry one test's DB
     rows, rolled back since, into the next test."""
     from costs.services.pricing import forget_cached_prices
+    from ingestion.services.accept import forget_cached_retention
     from ingestion.services.tenancy import forget_cached_keys
     from operations.services.degradation import forget_cached_level
 
     forget_cached_level()
     forget_cached_keys()
     forget_cached_prices()
+    forget_cached_retention()
     yield
     forget_cached_level()
     forget_cached_keys()

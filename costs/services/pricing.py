@@ -109,10 +109,16 @@ class PriceTable:
     generation: int
     loaded_at: float
     providers: frozenset[str] = field(init=False)
+    # The highest input-side (input, cached read, cache write) and output prices of any row:
+    # what a token can cost at most, so ingestion can refuse counts whose cost cannot be stored.
+    highest: tuple[int, int] = field(init=False)
     _memo: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.providers = frozenset(row.provider for row in self.rows)
+        self.highest = (max((max(r.input, r.cached_input, r.cache_write) for r in self.rows),
+                            default=0),
+                        max((r.output for r in self.rows), default=0))
 
     def provider_id(self, provider: str) -> str:
         name = provider.strip().lower()

@@ -25,15 +25,21 @@ def _text(max_length: int, help_text: str) -> serializers.CharField:
                                  trim_whitespace=False, help_text=help_text)
 
 
+def _check_range(name: str, value: datetime) -> None:
+    if not EARLIEST <= value <= LATEST:
+        raise ValidationError({name: [f"must be between {EARLIEST:%Y-%m-%d} and "
+                                      f"{LATEST:%Y-%m-%d}"]})
+
+
 def resolve_window(start: datetime | None, end: datetime | None,
                    now: datetime | None = None) -> tuple[datetime, datetime]:
     """[start, end): `to` defaults to now, `from` to QUERY_DEFAULT_WINDOW_S before `to`."""
     end = end or now or datetime.now(UTC)
+    if start is not None:
+        _check_range("from", start)
+    _check_range("to", end)  # before `from` is computed from it: year 1 has no day before
     start = start or end - timedelta(seconds=settings.QUERY_DEFAULT_WINDOW_S)
-    for name, value in (("from", start), ("to", end)):
-        if not EARLIEST <= value <= LATEST:
-            raise ValidationError({name: [f"must be between {EARLIEST:%Y-%m-%d} and "
-                                          f"{LATEST:%Y-%m-%d}"]})
+    _check_range("from", start)
     if start >= end:
         raise ValidationError({"from": ["must be before `to`"]})
     if end - start > timedelta(days=settings.QUERY_MAX_WINDOW_DAYS):

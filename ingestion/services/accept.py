@@ -1,21 +1,31 @@
 """Accepting a batch of spans: degradation gate, rate limit, validation, sampling, publish."""
 
+import logging
 import time
 import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from django.conf import settings
+from django.db import DatabaseError
 
-from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
+from costs.services.pricing import price_table
+from ingestion.schema import MESSAGE_VERSION, SpanIn, SpanLimits, SpanMessage, validate_span
 from ingestion.services.publish import publish
 from ingestion.services.tenancy import OrgContext
 from llmops import metrics
 from llmops.redis import get_redis
-from operations.models import DegradationLevel
+from operations.models import DegradationLevel, TtlChange
 from operations.services.degradation import current_level
 
+logger = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
+# librdkafka counts a message's record framing against `message.max.bytes` too (seen here:
+# key + value up to the limit less ~40 bytes pass).
+MESSAGE_FRAMING_BYTES = 64
+# Where a truncated input or output records its size (bytes of its JSON) before truncation.
+ORIGINAL_BYTES_KEY = "llmops.{name}.original_bytes"
 
 
 class IngestionPaused(Exception):
@@ -43,8 +53,9 @@ def is_sampled(trace_id: str, rate: float) -> bool:
     return zlib.crc32(trace_id.encode()) / 0x1_0000_0000 < rate
 
 
-def reserve_quota(org: OrgContext, count: int) -> None:
-    """Count `count` spans against the org's window; over the limit nothing is counted."""
+def reserve_quota(org: OrgContext, count: int) -> str:
+    """Count `count` spans against the org's window; over the limit nothing is counted.
+    Returns the window's key, to release the reservation if the request fails."""
     window = settings.RATE_LIMIT_WINDOW_S
     key = f"ratelimit:ingest:{org.org_id}:{int(time.time()) // window}"
     pipe = get_redis().pipeline()
@@ -55,6 +66,111 @@ def reserve_quota(org: OrgContext, count: int) -> None:
     if used > org.rate_limit:
         get_redis().decrby(key, count)
         raise RateLimited(retry_after=max(1, int(ttl)))
+    return key
+
+
+def release_quota(key: str, count: int) -> None:
+    """Give back a reservation: the request that made it stored nothing."""
+    pipe = get_redis().pipeline()
+    pipe.decrby(key, count)
+    # Had the window's key expired meanwhile, DECRBY made a new one: it must expire too.
+    pipe.expire(key, settings.RATE_LIMIT_WINDOW_S + 1, nx=True)
+    pipe.execute()
+
+
+_retention: tuple[float, int] | None = None  # (read at, days)
+_highest_prices: tuple[int, int] = (0, 0)
+
+
+def retention_days() -> int:
+    """How long stored spans live: CLICKHOUSE_SPANS_TTL_DAYS, or an emergency TTL in force
+    if shorter (operations.TtlChange), read at most every INGEST_RETENTION_CACHE_TTL_S."""
+    global _retention
+    now = time.monotonic()
+    if _retention is not None and now - _retention[0] <= settings.INGEST_RETENTION_CACHE_TTL_S:
+        return _retention[1]
+    days = settings.CLICKHOUSE_SPANS_TTL_DAYS
+    try:
+        emergency = (TtlChange.objects.filter(table="spans")
+                     .values_list("days", flat=True).first())
+    except DatabaseError:
+        # PostgreSQL away: ingestion goes on (keys are cached too) with what was last read.
+        logger.warning("emergency TTL unreadable; keeping the last one read", exc_info=True)
+        return _retention[1] if _retention else days
+    _retention = (now, min(days, emergency or days))
+    return _retention[1]
+
+
+def forget_cached_retention() -> None:
+    global _retention
+    _retention = None
+
+
+def highest_prices() -> tuple[int, int]:
+    """The price table's highest input-side and output prices; the last known ones while
+    PostgreSQL is away."""
+    global _highest_prices
+    try:
+        _highest_prices = price_table().highest
+    except DatabaseError:
+        logger.warning("prices unreadable; keeping the last ones read", exc_info=True)
+    return _highest_prices
+
+
+def span_limits(now: datetime | None = None) -> SpanLimits:
+    """The limits a span of a request received `now` must keep to."""
+    now = now or datetime.now(UTC)
+    days = retention_days()
+    earliest = now - timedelta(days=days)
+    latest = now + timedelta(seconds=settings.INGEST_MAX_FUTURE_S)
+    window = (f"{earliest:%Y-%m-%dT%H:%M:%SZ} and {latest:%Y-%m-%dT%H:%M:%SZ}: spans are kept "
+              f"{days} days (CLICKHOUSE_SPANS_TTL_DAYS, or an emergency TTL) and may start at "
+              f"most {settings.INGEST_MAX_FUTURE_S} s ahead (INGEST_MAX_FUTURE_S)")
+    input_price, output_price = highest_prices()
+    max_cost = float(settings.INGEST_MAX_COST_USD)
+    return SpanLimits(earliest=earliest, latest=latest, window=window,
+                      max_tokens=settings.INGEST_MAX_TOKENS, max_cost=max_cost,
+                      input_price=input_price, output_price=output_price,
+                      max_cost_e12=int(max_cost * 10**12))
+
+
+def truncated(content, size: int, limit: int) -> str:
+    """Content whose JSON is `size` bytes, as a string whose JSON fits in `limit` bytes: the
+    start of its text (a string's own text, else its JSON), then a marker that says so."""
+    marker = f" [truncated by llmops: {size} bytes of JSON, over the limit of {limit}]"
+    text = (content if isinstance(content, str) else _encode(content).decode()).encode()
+    budget = cut = limit - len(marker) - 2  # 2: the quotes around a JSON string
+    while True:
+        value = text[:max(cut, 0)].decode(errors="ignore") + marker
+        encoded = len(_encode(value))
+        if encoded <= limit or cut <= 0:
+            return value
+        # Escapes (quotes, control characters) made it longer than its UTF-8: cut more.
+        cut = cut * budget // encoded - 1
+
+
+def fit_message(span: SpanIn, encode_message, encoded: bytes, key: bytes,
+                ) -> tuple[bytes | None, dict[str, str]]:
+    """The span's message with oversized content truncated, or the error that it is still
+    too large for Kafka. Only called for messages over a limit: the common path measures the
+    encoded message once and never looks at the content."""
+    limit = settings.INGEST_MAX_CONTENT_BYTES
+    for name in ("input", "output"):
+        content = getattr(span, name)
+        if content is None:
+            continue
+        size = len(_encode(content))
+        if size > limit:
+            setattr(span, name, truncated(content, size, limit))
+            span.metadata = {**span.metadata, ORIGINAL_BYTES_KEY.format(name=name): size}
+            encoded = encode_message(span)
+    kafka_limit = settings.KAFKA_MESSAGE_MAX_BYTES - MESSAGE_FRAMING_BYTES
+    if len(key) + len(encoded) > kafka_limit:
+        return None, {"span": (
+            f"span is {len(encoded)} bytes encoded (content over {limit} bytes truncated), "
+            f"over the {kafka_limit} bytes a message may hold (KAFKA_MESSAGE_MAX_BYTES less "
+            f"framing): shorten its metadata, tags or other fields")}
+    return encoded, {}
 
 
 def sample_rate_for(org: OrgContext, level: DegradationLevel) -> float:
@@ -68,20 +184,41 @@ def accept_spans(*, org: OrgContext, spans: list) -> AcceptResult:
     level = current_level()
     if level >= DegradationLevel.READ_ONLY:
         raise IngestionPaused("ingestion is paused: the platform is read-only (level 4)")
-    reserve_quota(org, len(spans))
+    quota_key = reserve_quota(org, len(spans))
+    try:
+        return _accept(org=org, spans=spans, level=level)
+    except BaseException:
+        release_quota(quota_key, len(spans))  # nothing was stored: nothing is charged
+        raise
 
+
+def _reject(result: AcceptResult, index: int, raw, errors: dict[str, str]) -> None:
+    span_id = raw.get("span_id") if isinstance(raw, dict) else None
+    if not isinstance(span_id, str):
+        span_id = None  # echo an id, never whatever the client sent in its place
+    result.rejected.append({"index": index, "span_id": span_id, "errors": errors})
+
+
+def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptResult:
     rate = sample_rate_for(org, level)
     drop_content = level >= DegradationLevel.ESSENTIAL_ONLY
     received_at_us = time.time_ns() // 1000
+    limits = span_limits()
+    # Past this, a message may hold oversized content or be too large for Kafka.
+    size_check = min(settings.INGEST_MAX_CONTENT_BYTES,
+                     settings.KAFKA_MESSAGE_MAX_BYTES - MESSAGE_FRAMING_BYTES)
     result = AcceptResult()
     unknown: set[str] = set()
     messages = []
+
+    def encode_message(span: SpanIn) -> bytes:
+        return _encode(SpanMessage(MESSAGE_VERSION, org.org_id, received_at_us, span))
+
     for index, raw in enumerate(spans):
-        span, errors, extra = validate_span(raw)
+        span, errors, extra = validate_span(raw, limits)
         unknown.update(extra)
         if span is None:
-            span_id = raw.get("span_id") if isinstance(raw, dict) else None
-            result.rejected.append({"index": index, "span_id": span_id, "errors": errors})
+            _reject(result, index, raw, errors)
             continue
         if not is_sampled(span.trace_id, rate):
             result.sampled_out += 1
@@ -89,8 +226,15 @@ def accept_spans(*, org: OrgContext, spans: list) -> AcceptResult:
         if drop_content:
             span.input = span.output = None
         key = f"{org.org_id}:{span.trace_id}".encode()
-        messages.append((key, _encode(SpanMessage(MESSAGE_VERSION, org.org_id, received_at_us,
-                                                  span))))
+        message = encode_message(span)
+        if len(key) + len(message) > size_check:
+            message, errors = fit_message(span, encode_message, message, key)
+            if message is None:
+                _reject(result, index, raw, errors)
+                continue
+        messages.append((key, message))
+    # Only now, every message known to fit: produce() refuses an oversized one at once, after
+    # the request's earlier messages were queued.
     if messages:
         publish(settings.KAFKA_SPANS_TOPIC, messages)
     result.accepted = len(messages) + result.sampled_out

@@ -2,7 +2,7 @@
 
 import time
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from django.conf import settings
 
 from llmops.kafka import get_producer
@@ -59,6 +59,11 @@ def _send(producer, topic: str, messages: list[tuple[bytes, bytes]], deadline: f
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
                 producer.poll(0.05)
+            except KafkaException as exc:
+                # Refused before sending (MSG_SIZE_TOO_LARGE, say): the caller answers an error
+                # the client can act on, not a crash. Callers check sizes first, since what
+                # was produced before this message still goes out.
+                raise PublishFailed(f"Kafka refused a message: {exc.args[0]}") from exc
     # flush() sends at once (ignoring linger.ms) and serves reports; short slices, because
     # in a threaded server the queue also holds other requests' messages and may never empty.
     while len(reports) < len(messages) and time.monotonic() < deadline:

@@ -91,11 +91,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "llmops.api_errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LLMOps trace platform API",
     "DESCRIPTION": "Ingest LLM spans, read traces, costs and quality scores back.",
     "VERSION": "1.0.0",
+    # Two choice sets share the field name `status`: name each (spans', scores').
+    "ENUM_NAME_OVERRIDES": {"SpanStatusEnum": ["ok", "error"],
+                            "ScoreStatusEnum": ["ok", "skipped", "failed", "fallback"]},
 }
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")

@@ -27,3 +27,18 @@ DRAIN_SCHEDULE_INTERVAL_S = env("DRAIN_SCHEDULE_INTERVAL_S", 2.0)
 API_KEY_CACHE_TTL_S = env("API_KEY_CACHE_TTL_S", 10.0)
 # A drain with nothing to read for this long ends, and the scheduler brings one back later.
 DRAIN_IDLE_EXIT_S = env("DRAIN_IDLE_EXIT_S", 5.0)
+
+# What one span may hold, checked before it is acknowledged (rejected in the 207 otherwise).
+# A span may start at most this far ahead; behind, the spans' TTL (CLICKHOUSE_SPANS_TTL_DAYS,
+# or a shorter emergency TTL in force) bounds it, since ClickHouse would delete it at once.
+INGEST_MAX_FUTURE_S = env("INGEST_MAX_FUTURE_S", 86400)
+# How long a process trusts the emergency TTL it read (operations.TtlChange).
+INGEST_RETENTION_CACHE_TTL_S = env("INGEST_RETENTION_CACHE_TTL_S", 10.0)
+# Far above any real call, far below what the spans table holds: costs are Decimal64(12),
+# 18 digits of which 12 decimals, so under 1e6 USD (ClickHouse refuses to parse more; the
+# Int64 underneath holds ~9.2e6), and token counts are UInt64 summed per trace and per org.
+INGEST_MAX_COST_USD = env("INGEST_MAX_COST_USD", 100_000.0)
+INGEST_MAX_TOKENS = env("INGEST_MAX_TOKENS", 100_000_000)
+# An input or output whose JSON is longer is stored truncated, with a marker, and its size
+# in the span's metadata (`llmops.input.original_bytes`, `llmops.output.original_bytes`).
+INGEST_MAX_CONTENT_BYTES = env("INGEST_MAX_CONTENT_BYTES", 1024 * 1024)

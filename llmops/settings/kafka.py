@@ -11,6 +11,11 @@ KAFKA_REPLICATION_FACTOR = env("KAFKA_REPLICATION_FACTOR", 1)
 # Seed: Kafka topics kept 7 days.
 KAFKA_RETENTION_MS = env("KAFKA_RETENTION_MS", 7 * 24 * 3600 * 1000)
 KAFKA_CONSUMER_GROUP = env("KAFKA_CONSUMER_GROUP", "llmops-drain")
+# The largest message (key and value, before compression) the producer sends: its
+# `message.max.bytes`, and, with room for batch framing, the topics' `max.message.bytes`. The
+# API refuses a span whose message is larger (after truncating content to
+# INGEST_MAX_CONTENT_BYTES), rather than let produce() raise MSG_SIZE_TOO_LARGE.
+KAFKA_MESSAGE_MAX_BYTES = env("KAFKA_MESSAGE_MAX_BYTES", 3 * 1024 * 1024)
 
 # Seed retry policy `kafka_publish`: 3 attempts, 50 ms initial backoff, acks=all,
 # retries 3, retry_backoff_ms 100.
