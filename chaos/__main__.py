@@ -76,14 +76,14 @@ def new_org(label: str) -> tuple[int, str]:
     return org.id, ApiKey.issue(org, name="chaos")[1]
 
 
-def settle(org_id: int, timeout_s: float) -> None:
+def settle(org_id: int, timeout_s: float, platform) -> None:
     """Until every partition is committed with nothing in flight and the stored count holds
-    still, or the timeout."""
+    still, or a process of the platform died (nothing more will come), or the timeout."""
     from chaos.measure import lag_now, stored_rows
 
     deadline = time.monotonic() + timeout_s
     last = None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not platform.anyone_dead():
         try:
             lag, in_flight = lag_now()
             stored = stored_rows(org_id, final=True)
@@ -116,21 +116,32 @@ def run_fault(platform, fault, *, rate: int, seconds: float, down_s: float) -> d
     print(f"{fault.name}: {fault.what}", flush=True)
     struck, back = fault.inject(platform, down_s)
     loader.join()
-    settle(org_id, SETTLE_TIMEOUT_S)
+    settle(org_id, SETTLE_TIMEOUT_S, platform)
     timeline.stop()
 
     acknowledged = load.result.acknowledged
     stored, stored_final = stored_rows(org_id), stored_rows(org_id, final=True)
     stored_ids = stored_span_ids(org_id)
     fault_t, back_t = round(struck - started, 2), round(back - started, 2)
+    lost = len(acknowledged - stored_ids)
+    # A process that died of the fault is a finding; started again, does the rest arrive?
+    died = platform.revive()
+    if died:
+        print(f"{fault.name}: died during the fault and started again: {', '.join(died)}",
+              flush=True)
+        settle(org_id, SETTLE_TIMEOUT_S, platform)
     return {
         "fault": fault.name,
         "what": fault.what,
         "acknowledged": len(acknowledged),
         "stored": stored,
         "stored_final": stored_final,
-        "lost": len(acknowledged - stored_ids),
+        "stored_distinct": len(stored_ids),
+        "lost": lost,
         "duplicated": stored - stored_final,
+        "died": died,
+        "lost_after_restarting_the_dead": (len(acknowledged - stored_span_ids(org_id))
+                                           if died else lost),
         "rto_s": recovery_seconds(timeline.samples, fault_t=fault_t, back_t=back_t),
         "worst_latency_ms": worst_latency_ms(org_id),
         "stored_not_acknowledged": len(stored_ids - acknowledged),
@@ -223,6 +234,10 @@ def main() -> None:
     print(f"\n{args.rate:,} spans/s for {args.seconds:g} s per fault, fault at "
           f"{args.seconds * FAULT_AT:.0f} s, Kafka/ClickHouse down {args.down_s:g} s\n"
           + table(rows), flush=True)
+    for row in rows:
+        if row["died"]:
+            print(f"{row['fault']}: {', '.join(row['died'])} died and did not come back by "
+                  f"itself; started again, lost {row['lost_after_restarting_the_dead']}")
     report = {"rate": args.rate, "seconds": args.seconds, "down_s": args.down_s,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "faults": rows}
     (args.out / "chaos.json").write_text(json.dumps(report, indent=1))

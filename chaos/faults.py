@@ -43,6 +43,25 @@ class Platform:
         self.worker.wait(timeout=10)
         self.worker = start_ingest_worker("chaos")
 
+    def anyone_dead(self) -> bool:
+        return any(p.poll() is not None for p in (self.api, self.worker, self.beat))
+
+    def revive(self) -> list[str]:
+        """Start again what died by itself (not by a fault's hand); returns their names. Nothing
+        supervises these processes in `make run`: a death is a finding, and the next fault
+        must start from a whole platform."""
+        died = []
+        if self.api.poll() is not None:
+            died.append("api")
+            self.api = start_api(workers=2)
+        if self.worker.poll() is not None:
+            died.append("ingest worker")
+            self.worker = start_ingest_worker("chaos")
+        if self.beat.poll() is not None:
+            died.append("beat")
+            self.beat = start_beat("chaos")
+        return died
+
     def close(self) -> None:
         for process in (self.beat, self.worker, self.api):
             if process.poll() is None:
