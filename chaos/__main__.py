@@ -16,6 +16,7 @@ be using them meanwhile.
 
 import argparse
 import json
+import logging
 import os
 import threading
 import time
@@ -62,6 +63,9 @@ def setup() -> None:
         "KAFKA_CONSUMER_GROUP": "llmops-chaos",
     })
     django.setup()
+    # The sampler's probes fail while a service is down, by design: no warning per probe.
+    for noisy in ("urllib3", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     prepare_stores()
 
 

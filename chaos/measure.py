@@ -77,15 +77,27 @@ class Timeline:
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - began)))
 
 
-def recovery_seconds(samples: list[Sample], *, fault_t: float, back_t: float) -> float | None:
-    """RTO: from the fault until the lag is back to its steady state, i.e. no higher than the
-    worst lag seen under the same load shortly before the fault (under a steady
-    load the lag is never 0 for long: a batch waits for more). After the load it is the time
-    until lag 0. None if that never happened in the run."""
+def recovery_seconds(samples: list[Sample], *, fault_t: float, back_t: float,
+                     impact_window_s: float = 10.0) -> float | None:
+    """RTO: from the fault until the lag is back to its steady state after the harm showed.
+
+    Steady: no higher than the worst lag seen under the same load shortly before the fault
+    (under a steady load the lag is never 0 for long: a batch waits for more). The harm: a
+    sample above that, or no answer from Kafka or Redis, from the fault until
+    `impact_window_s` after the service was back. No harm seen: the RTO is the time until
+    the service was back. None: the lag never came back within the run."""
     # The second half of the time before the fault: the drains are up to speed by then.
     before = [s.lag for s in samples if fault_t / 2 <= s.t < fault_t and s.lag is not None]
     steady = max(before, default=0)
-    for sample in samples:
-        if sample.t >= back_t and sample.lag is not None and sample.lag <= steady:
+
+    def hurt(sample: Sample) -> bool:
+        return sample.lag is None or sample.lag > steady
+
+    after = [s for s in samples if s.t >= fault_t]
+    harm = next((s for s in after if hurt(s) and s.t <= back_t + impact_window_s), None)
+    if harm is None:
+        return round(back_t - fault_t, 1)
+    for sample in after:
+        if sample.t > harm.t and sample.t >= back_t and not hurt(sample):
             return round(sample.t - fault_t, 1)
     return None
