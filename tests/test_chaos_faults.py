@@ -42,7 +42,6 @@ def test_nothing_acknowledged_is_lost_and_final_hides_every_duplicate(chaos_tabl
     # Counted after anything that died of the fault was started again (see the next test).
     assert row["lost_after_restarting_the_dead"] == 0, row
     assert row["stored_final"] == row["stored_distinct"], row
-    assert row["rto_s"] is not None, row
 
 
 REDIS_KILLS_THE_WORKER = pytest.mark.xfail(reason=(
@@ -58,3 +57,4 @@ def test_the_platform_survives_the_fault_by_itself(chaos_table, fault):
     row = chaos_table[fault]
     assert row["died"] == [], row["died"]
     assert row["lost"] == 0, row
+    assert row["rto_s"] is not None, row  # the lag came back to its level within the run
