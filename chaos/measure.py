@@ -77,27 +77,30 @@ class Timeline:
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - began)))
 
 
+# A lag this many times its pre-fault worst is harm; less is the load's own noise.
+HARM_FACTOR = 1.5
+
+
 def recovery_seconds(samples: list[Sample], *, fault_t: float, back_t: float,
                      impact_window_s: float = 10.0) -> float | None:
     """RTO: from the fault until the lag is back to its steady state after the harm showed.
 
     Steady: no higher than the worst lag seen under the same load shortly before the fault
     (under a steady load the lag is never 0 for long: a batch waits for more). The harm: a
-    sample above that, or no answer from Kafka or Redis, from the fault until
+    sample over HARM_FACTOR times that, or no answer from Kafka or Redis, from the fault until
     `impact_window_s` after the service was back. No harm seen: the RTO is the time until
     the service was back. None: the lag never came back within the run."""
     # The second half of the time before the fault: the drains are up to speed by then.
     before = [s.lag for s in samples if fault_t / 2 <= s.t < fault_t and s.lag is not None]
     steady = max(before, default=0)
 
-    def hurt(sample: Sample) -> bool:
-        return sample.lag is None or sample.lag > steady
-
     after = [s for s in samples if s.t >= fault_t]
-    harm = next((s for s in after if hurt(s) and s.t <= back_t + impact_window_s), None)
+    harm = next((s for s in after if s.t <= back_t + impact_window_s
+                 and (s.lag is None or s.lag > steady * HARM_FACTOR)), None)
     if harm is None:
         return round(back_t - fault_t, 1)
     for sample in after:
-        if sample.t > harm.t and sample.t >= back_t and not hurt(sample):
+        if sample.t > harm.t and sample.t >= back_t and sample.lag is not None \
+                and sample.lag <= steady:
             return round(sample.t - fault_t, 1)
     return None
