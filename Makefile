@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVICES := $(PY) scripts/services.py
 PROCESSES := $(PY) scripts/processes.py
 
-.PHONY: install services services-down services-status run stop test lint bench
+.PHONY: install services services-down services-status run stop test lint bench chaos
 
 install: $(VENV)/.installed
 
@@ -40,3 +40,8 @@ lint: install
 bench: services
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Each tier-1 fault under load (CHAOS_RATE spans/s for CHAOS_SECONDS, CHAOS_ARGS="--only kafka"):
+# kills and restarts the services, so nothing else should use them meanwhile. ~10 minutes.
+chaos: services
+	$(PY) -m chaos $(CHAOS_ARGS)

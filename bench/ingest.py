@@ -29,25 +29,28 @@ from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
 from llmops.clickhouse import get_client
 from llmops.kafka import get_producer
 
-API_PORT = 8100
+# Beside the API of `make run` (API_PORT), so a benchmark never meets it.
+API_PORT = int(os.environ.get("API_PORT", "8000")) + 100
 BARE_ORG = 2**32  # the bare-insert baseline's rows, apart from any real org
 SPANS_PER_REQUEST = 100
 BIN = Path(sys.executable).parent
-# Yesterday: the API refuses spans older than the retention or more than a day ahead.
-DAY = f"{datetime.now(UTC) - timedelta(days=1):%Y-%m-%d}"
 
 
 # -- workload -----------------------------------------------------------------------------
 
 def make_span(run: str, trace: int, index: int) -> dict:
-    """About 2 KB: a chat prompt, a completion, usage, tags and metadata."""
+    """About 2 KB: a chat prompt, a completion, usage, tags and metadata. Its times lie in the
+    last hours (the API refuses spans the retention would delete)."""
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    start = base + timedelta(minutes=index % 60, seconds=trace % 60, milliseconds=index)
     return {
         "trace_id": f"{run}-t{trace}",
         "span_id": f"{run}-t{trace}-s{index}",
         "parent_span_id": f"{run}-t{trace}-s0" if index else None,
         "name": "chat.completions", "kind": "llm",
-        "start_time": f"{DAY}T10:{index % 60:02d}:{trace % 60:02d}.{index:03d}Z",
-        "end_time": f"{DAY}T10:{index % 60:02d}:{trace % 60:02d}.{index + 500:03d}Z",
+        "start_time": start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "end_time": (start + timedelta(milliseconds=500)).isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
         "model": "gpt-4o-mini", "provider": "openai",
         "input": [
             {"role": "system", "content": "You are a helpful assistant for a support desk. "
@@ -99,6 +102,18 @@ def start_api(workers: int) -> subprocess.Popen:
             time.sleep(0.2)
     stop(process)
     raise RuntimeError("bench API did not start; see var/log/bench-api.log")
+
+
+def start_ingest_worker(name: str) -> subprocess.Popen:
+    """The ingest worker as `make run` starts it: a thread per partition."""
+    return start([str(BIN / "celery"), "-A", "celery_app", "worker", "-Q", "ingest", "-P",
+                  "threads", "-c", str(settings.KAFKA_SPANS_PARTITIONS), "--loglevel",
+                  "WARNING", "--hostname", f"{name}@%h"], f"{name}-worker.log")
+
+
+def start_beat(name: str) -> subprocess.Popen:
+    return start([str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "WARNING",
+                  "--schedule", str(ROOT / "var" / f"{name}-beat-schedule")], f"{name}-beat.log")
 
 
 def wrk(path: str, body: bytes, key: str, seconds: int) -> tuple[float, int]:
@@ -227,14 +242,20 @@ def bench_drain(count: int = 100_000) -> None:
           f"{bare:,.0f} spans/s  -> drain at {ours / bare:.0%} of it")
 
 
+def post_spans(key: str, body: bytes, timeout_s: float = 30) -> tuple[int, bytes]:
+    """Status and body of one POST /api/v1/spans on loopback; OSError if no answer."""
+    connection = HTTPConnection("127.0.0.1", API_PORT, timeout=timeout_s)
+    try:
+        connection.request("POST", "/api/v1/spans", body, {"Authorization": f"Bearer {key}",
+                                                           "Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 def post(key: str, body: bytes) -> int:
-    connection = HTTPConnection("127.0.0.1", API_PORT, timeout=30)
-    connection.request("POST", "/api/v1/spans", body,
-                       {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    return response.status
+    return post_spans(key, body)[0]
 
 
 def stored_count(run: str) -> int:
@@ -258,11 +279,8 @@ def bench_end_to_end(key: str, rate: int = 10_000, seconds: int = 20) -> None:
     run = f"e2e-{uuid.uuid4().hex[:6]}"
     skip_to_end()
     api = start_api(workers=2)
-    worker = start([str(BIN / "celery"), "-A", "celery_app", "worker", "-Q", "ingest", "-P",
-                    "threads", "-c", str(settings.KAFKA_SPANS_PARTITIONS), "--loglevel",
-                    "WARNING", "--hostname", f"bench-{run}@%h"], "bench-worker.log")
-    beat = start([str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "WARNING",
-                  "--schedule", str(ROOT / "var" / "bench-beat-schedule")], "bench-beat.log")
+    worker = start_ingest_worker("bench")
+    beat = start_beat("bench")
     wait_until_stored(key, f"{run}-warmup")
     requests_per_s = rate / SPANS_PER_REQUEST
     threads = 8

@@ -13,7 +13,21 @@ from ingestion.services.drain import PartitionDrainer
 from ingestion.services.partitions import partition_lags
 from llmops.clickhouse import get_client
 
-BASE_TIME = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+
+def days_ago(days: int) -> datetime:
+    """Midnight (UTC) `days` days before today. Tests store spans at times relative to now:
+    fixed dates fall out of the retention (the TTL deletes them; the API refuses them)."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days)
+
+
+def iso_z(moment: datetime) -> str:
+    """As the API writes a time: ISO 8601, `Z` for UTC, no fraction when it is zero."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# Noon a week ago: whole days on either side, well inside the retention.
+BASE_TIME = days_ago(7) + timedelta(hours=12)
 
 
 def new_org(**fields) -> tuple[Org, str]:

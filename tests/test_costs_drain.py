@@ -2,7 +2,7 @@
 
 import gzip
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from importlib.resources import files
 
@@ -17,6 +17,7 @@ from costs.services.tokens import (
     encoding_name_for,
 )
 from tests.ingest_helpers import (
+    BASE_TIME,
     client_for,
     drain_everything,
     make_span,
@@ -28,7 +29,8 @@ from tests.ingest_helpers import (
 # Prices must be committed: the drainer reads them through its own connections.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BOUNDARY = datetime(2026, 11, 20, 12, 0, 30, tzinfo=UTC)
+# Where acme-chat's price changes: 30 s after make_span's first span.
+BOUNDARY = BASE_TIME + timedelta(seconds=30)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -14,6 +13,7 @@ from django.contrib.auth.models import User
 
 from costs.models import Price
 from tests.ingest_helpers import (
+    BASE_TIME,
     client_for,
     count_rows,
     drain_everything,
@@ -25,7 +25,7 @@ from tests.ingest_helpers import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
+AT = BASE_TIME
 # The other process: drains every partition with the real drainer, and prints each price it
 # sees for acme-chat (micro-USD per million input tokens) with the time it first saw it.
 OTHER_PROCESS = """

@@ -11,8 +11,9 @@ from costs.models import Price
 from costs.services.pricing import price_for
 from costs.services.sync import sync_prices
 from costs.services.tokens import TokenUsage
+from tests.ingest_helpers import BASE_TIME, days_ago
 
-AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
+AT = BASE_TIME
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +75,8 @@ def test_matching_case(case, model, provider, expected_provider, expected_model)
 
 
 def test_a_price_change_at_a_date_boundary_in_the_package():
-    # OpenRouter raised gpt-4.1-nano's cached input price on 2026-11-03 (UTC midnight).
+    # OpenRouter raised gpt-4.1-nano's cached input price on 2026-11-03 (UTC midnight): a
+    # date in the pinned package's data, not a stored span's, so it stays fixed.
     before = price_for(model="openai/gpt-4.1-nano", provider="openrouter",
                        at=datetime(2026, 11, 3, tzinfo=UTC) - timedelta(microseconds=1))
     after = price_for(model="openai/gpt-4.1-nano", provider="openrouter",
@@ -84,16 +86,17 @@ def test_a_price_change_at_a_date_boundary_in_the_package():
 
 
 def test_an_operator_row_wins_from_its_date_on():
+    midnight = days_ago(6)
     Price.objects.create(provider="openai", model_name="gpt-4o", model_pattern=r"gpt-4o",
                          input_price=Decimal("2"), output_price=Decimal("8"),
-                         effective_from=datetime(2026, 11, 21, tzinfo=UTC))
+                         effective_from=midnight)
     synced = price_for(model="gpt-4o", provider="openai",
-                       at=datetime(2026, 11, 20, 23, 59, 59, 999999, tzinfo=UTC))
-    operator = price_for(model="gpt-4o", provider="openai", at=datetime(2026, 11, 21, tzinfo=UTC))
+                       at=midnight - timedelta(microseconds=1))
+    operator = price_for(model="gpt-4o", provider="openai", at=midnight)
     assert (synced.input, operator.input) == (2_500_000, 2_000_000)
     # Its snapshot keeps the package's price: the operator's pattern names gpt-4o only.
     assert price_for(model="gpt-4o-2024-11-20", provider="openai",
-                     at=datetime(2026, 11, 22, tzinfo=UTC)).input == 2_500_000
+                     at=midnight + timedelta(days=1)).input == 2_500_000
 
 
 @pytest.mark.parametrize("model, provider", [

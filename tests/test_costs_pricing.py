@@ -13,6 +13,10 @@ from costs.models import Price
 from costs.services.pricing import PriceRow
 from costs.services.sync import package_rows, pattern_of, periods, sync_prices
 from costs.services.tokens import TokenUsage
+from tests.ingest_helpers import days_ago
+
+# A day boundary for the admin's date fields.
+DAY = days_ago(9)
 
 
 def _literals(clause):
@@ -170,8 +174,8 @@ def test_admin_lists_searches_filters_and_validates(client):
     response = client.post("/admin/costs/price/add/", {
         "provider": "", "model_name": "bad", "model_pattern": "gpt-(4o", "input_price": "1",
         "output_price": "1", "priority": "0",
-        "effective_from_0": "2026-11-20", "effective_from_1": "00:00:00",
-        "effective_to_0": "2026-11-19", "effective_to_1": "00:00:00"})
+        "effective_from_0": str(DAY.date()), "effective_from_1": "00:00:00",
+        "effective_to_0": str((DAY - timedelta(days=1)).date()), "effective_to_1": "00:00:00"})
     assert response.status_code == 200  # the form again, with its errors
     assert b"not a valid regular expression" in response.content
     assert b"must be after effective_from" in response.content
@@ -179,8 +183,8 @@ def test_admin_lists_searches_filters_and_validates(client):
     response = client.post("/admin/costs/price/add/", {
         "provider": "acme", "model_name": "acme-1", "model_pattern": "acme-1",
         "input_price": "1.123456", "output_price": "2", "priority": "0",
-        "effective_from_0": "2026-11-20", "effective_from_1": "00:00:00"})
+        "effective_from_0": str(DAY.date()), "effective_from_1": "00:00:00"})
     assert response.status_code == 302
     added = Price.objects.get(model_name="acme-1")
     assert added.source == Price.Source.OPERATOR and added.operator_edited
-    assert added.effective_from == datetime(2026, 11, 20, tzinfo=UTC)
+    assert added.effective_from == DAY

@@ -1,6 +1,6 @@
 """recompute_costs after a price fix: spans, rollups and reports all show the fixed price."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -13,6 +13,7 @@ from llmops.clickhouse import get_client
 from tests.ingest_helpers import (
     client_for,
     count_rows,
+    days_ago,
     drain_everything,
     make_span,
     new_org,
@@ -22,7 +23,7 @@ from tests.ingest_helpers import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DAY_A = datetime(2026, 11, 17, tzinfo=UTC)
+DAY_A = days_ago(12)
 DAY_B = DAY_A + timedelta(days=1)
 
 

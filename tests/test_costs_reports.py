@@ -2,7 +2,7 @@
 
 import random
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -11,11 +11,20 @@ import pytest
 from costs.models import Price
 from costs.services.reports import compute_report, exact_days
 from llmops.clickhouse import get_client
-from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans, stored_spans
+from tests.ingest_helpers import (
+    client_for,
+    days_ago,
+    drain_everything,
+    iso_z,
+    new_org,
+    post_spans,
+    stored_spans,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DAY0 = datetime(2026, 11, 17, tzinfo=UTC)
+# Three whole days, ending a week ago: every rollup hour of them is complete.
+DAY0 = days_ago(10)
 DAYS = 3
 MODELS = [("acme-large", "acme"), ("acme-small", "acme"), ("gpt-4o-mini", "openai"),
           ("unknown-model", ""), ("", "")]
@@ -182,13 +191,15 @@ def test_random_workload_reports_equal_the_stored_spans_to_the_last_decimal():
         (DAY0 + timedelta(days=n)).date() for n in range(DAYS)}
     assert clean_reports[0]["sources"] == {"rollup_hours": DAYS * 24, "span_ranges": []}
     assert clean_reports[12]["sources"]["span_ranges"] == [  # ragged ends: only those
-        {"from": "2026-11-17T05:17:37.000011Z", "to": "2026-11-17T06:00:00Z"},
-        {"from": "2026-11-19T18:00:00Z", "to": "2026-11-19T18:00:00.500001Z"}]
+        {"from": iso_z(DAY0 + timedelta(hours=5, minutes=17, seconds=37, microseconds=11)),
+         "to": iso_z(DAY0 + timedelta(hours=6))},
+        {"from": iso_z(DAY0 + timedelta(days=2, hours=18)),
+         "to": iso_z(DAY0 + timedelta(days=2, hours=18, microseconds=500_001))}]
     # ...while the rollups hold the resent spans twice, so those days were read from spans.
     assert _rollup_cost(twice.id) > total
     assert exact_days(org_id=twice.id, start=DAY0, end=DAY0 + timedelta(days=DAYS)) == set()
     assert twice_reports[0]["sources"]["span_ranges"] == [
-        {"from": "2026-11-17T00:00:00Z", "to": "2026-11-20T00:00:00Z"}]
+        {"from": iso_z(DAY0), "to": iso_z(DAY0 + timedelta(days=DAYS))}]
     assert twice_reports[0]["totals"]["cost"] == f"{total:.12f}"
 
 
@@ -227,7 +238,7 @@ def test_the_api_answers_from_cache_until_new_costs_land():
     _send(key, [_random_span(rng, "api", n) for n in range(50)])
     drain_everything()
     client = client_for(key)
-    query = {"from": "2026-11-17T00:00:00Z", "to": "2026-11-20T00:00:00Z", "bucket": "day",
+    query = {"from": iso_z(DAY0), "to": iso_z(DAY0 + timedelta(days=DAYS)), "bucket": "day",
              "group_by": "model"}
 
     first = client.get("/api/v1/costs", query)
@@ -242,8 +253,8 @@ def test_the_api_answers_from_cache_until_new_costs_land():
 
     late = _random_span(rng, "api", 99)
     late.update(usage={"input_tokens": 1_000_000, "output_tokens": 0}, model="acme-small",
-                provider="acme", start_time="2026-11-18T10:00:00Z",
-                end_time="2026-11-18T10:00:01Z")
+                provider="acme", start_time=iso_z(DAY0 + timedelta(days=1, hours=10)),
+                end_time=iso_z(DAY0 + timedelta(days=1, hours=10, seconds=1)))
     late.pop("cost", None)
     _send(key, [late])
     drain_everything()
@@ -253,7 +264,8 @@ def test_the_api_answers_from_cache_until_new_costs_land():
     assert cost == Decimal(body["totals"]["cost"]) + Decimal("0.000003")
 
     for bad, field in (({"bucket": "week"}, "bucket"), ({"group_by": "color"}, "group_by"),
-                       ({"from": "2026-11-20T00:00:00Z", "to": "2026-11-19T00:00:00Z"}, "from"),
+                       ({"from": iso_z(DAY0 + timedelta(days=3)),
+                         "to": iso_z(DAY0 + timedelta(days=2))}, "from"),
                        ({"colour": "red"}, "colour")):
         response = client.get("/api/v1/costs", {**query, **bad})
         assert response.status_code == 400 and field in response.json(), response.content

@@ -1,12 +1,19 @@
 """/api/v1/scores: human and client scores in, every score of the key's org out, filtered."""
 
+from datetime import timedelta
+
 import pytest
 
 from tests.eval_helpers import drain_queue, ingest, new_config
-from tests.ingest_helpers import client_for, make_span, new_org
+from tests.ingest_helpers import client_for, days_ago, iso_z, make_span, new_org
 
 pytest_plugins = ["tests.eval_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def at(hour: int, minute: int = 0) -> str:
+    """A time of a day last week: scores stored at fixed dates would fall out of retention."""
+    return iso_z(days_ago(7) + timedelta(hours=hour, minutes=minute))
 
 
 def post(client, scores: list[dict]):
@@ -24,11 +31,11 @@ def test_scores_in_and_out_filtered_by_trace_span_evaluator_and_time(provider):
     client = client_for(key)
     response = post(client, [
         {"trace_id": "t1", "span_id": "s1", "name": "thumbs", "value": True, "source": "human",
-         "comment": "spot on", "timestamp": "2026-11-20T10:00:00Z"},
+         "comment": "spot on", "timestamp": at(10)},
         {"trace_id": "t1", "span_id": "s2", "name": "accuracy", "value": 0.25,
-         "timestamp": "2026-11-20T11:00:00Z"},
+         "timestamp": at(11)},
         {"trace_id": "t2", "name": "tone", "value": "friendly", "data_type": "categorical",
-         "timestamp": "2026-11-20T12:00:00Z"},
+         "timestamp": at(12)},
     ])
     assert response.status_code == 201, response.content
     assert len(response.json()["ids"]) == 3
@@ -41,8 +48,8 @@ def test_scores_in_and_out_filtered_by_trace_span_evaluator_and_time(provider):
     (tone,) = get(client, evaluator="tone")
     assert (tone["value"], tone["data_type"], tone["source"], tone["span_id"]) == (
         "friendly", "categorical", "client", "")
-    assert [s["evaluator"] for s in get(client, since="2026-11-20T10:30:00Z",
-                                        until="2026-11-20T12:00:00Z")] == ["accuracy"]
+    assert [s["evaluator"] for s in get(client, since=at(10, 30),
+                                        until=at(12))] == ["accuracy"]
     assert get(client, evaluator="thumbs", status="ok")[0]["status"] == "ok"
 
 
@@ -71,10 +78,10 @@ def test_sending_the_same_id_again_replaces_the_score(provider):
     _, key = new_org()
     client = client_for(key)
     assert post(client, [{"id": "fix-1", "trace_id": "t", "name": "grade", "value": 1,
-                          "timestamp": "2026-11-20T10:00:00Z"}]).status_code == 201
+                          "timestamp": at(10)}]).status_code == 201
     # A correction claiming an earlier time still wins: it was written later.
     assert post(client, [{"id": "fix-1", "trace_id": "t", "name": "grade", "value": 0,
-                          "timestamp": "2026-11-20T09:00:00Z"}]).status_code == 201
+                          "timestamp": at(9)}]).status_code == 201
     scores = get(client, trace_id="t")
     assert [(s["id"], s["value"]) for s in scores] == [("fix-1", 0.0)]
 

@@ -114,6 +114,9 @@ def test_with_kafka_stopped_only_kafka_is_down(client, worker):
 def test_metrics_expose_ingestion_drains_lag_and_the_degradation_level(client):
     drain_everything()
     org, key = new_org()
+    # The counters are the process's, bumped by every earlier test: each check is the change
+    # this test caused, read before and after.
+    start = client.get("/metrics").content.decode()
     good, bad = make_span("metrics", 0), make_span("metrics", 1, name=None)
     assert post_spans(client_for(key), [good, bad]).status_code == 207
     before = client.get("/metrics").content.decode()
@@ -123,17 +126,29 @@ def test_metrics_expose_ingestion_drains_lag_and_the_degradation_level(client):
     assert "llmops_evaluation_queue_depth 0.0" in before
     drain_everything()
     text = client.get("/metrics").content.decode()
-    assert sample(text, "llmops_spans_accepted_total") >= 1
-    assert sample(text, "llmops_spans_rejected_total") >= 1
-    assert sample(text, "llmops_drain_batch_spans_count") >= 1
-    assert sample(text, "llmops_drain_insert_seconds_count") >= 1
+    assert change(start, text, "llmops_spans_accepted_total") == 1
+    assert change(start, text, "llmops_spans_rejected_total") == 1
+    # One span on one partition: one batch, one insert.
+    assert change(start, text, "llmops_drain_batch_spans_count") == 1
+    assert change(start, text, "llmops_drain_batch_spans_sum") == 1
+    assert change(start, text, "llmops_drain_insert_seconds_count") == 1
     client_for(key).get("/api/v1/traces")
     client_for(key).get("/api/v1/traces")
-    text = client.get("/metrics").content.decode()
-    assert sample(text, 'llmops_cache_lookups_total{cache="traces",result="miss"}') >= 1
-    assert sample(text, 'llmops_cache_lookups_total{cache="traces",result="l2"}') >= 1
-    assert sum(sample(text, f'llmops_partition_lag{{partition="{p}"}}')
+    after = client.get("/metrics").content.decode()
+    assert change(text, after, 'llmops_cache_lookups_total{cache="traces",result="miss"}') == 1
+    assert change(text, after, 'llmops_cache_lookups_total{cache="traces",result="l2"}') == 1
+    assert sum(sample(after, f'llmops_partition_lag{{partition="{p}"}}')
                for p in range(settings.KAFKA_SPANS_PARTITIONS)) == 0
+
+
+def change(before: str, after: str, name: str) -> float:
+    """How much a counter moved between two scrapes (absent: not counted yet, 0)."""
+    def value(text: str) -> float:
+        try:
+            return sample(text, name)
+        except AssertionError:
+            return 0.0
+    return value(after) - value(before)
 
 
 def sample(text: str, name: str) -> float:

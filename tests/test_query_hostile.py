@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 
 from ingestion.query_views import hot_traces
-from tests.ingest_helpers import client_for, count_rows
+from tests.ingest_helpers import client_for, count_rows, days_ago, iso_z
 from tests.query_workload import ingest_workload, merges_stopped, now_floor_hour
 
 pytestmark = pytest.mark.django_db
@@ -135,9 +135,9 @@ def test_forged_and_foreign_cursors(orgs):
     ("/api/v1/traces", {"limit": "501"}, "limit"),
     ("/api/v1/traces", {"limit": "ten"}, "limit"),
     ("/api/v1/traces", {"from": "yesterday"}, "from"),
-    ("/api/v1/traces", {"to": "2026-13-01T00:00:00Z"}, "to"),
-    ("/api/v1/traces", {"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "from"),
-    ("/api/v1/traces", {"from": "2026-09-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "from"),
+    ("/api/v1/traces", {"to": f"{days_ago(1).year}-13-01T00:00:00Z"}, "to"),
+    ("/api/v1/traces", {"from": iso_z(days_ago(1)), "to": iso_z(days_ago(2))}, "from"),
+    ("/api/v1/traces", {"from": iso_z(days_ago(61)), "to": iso_z(days_ago(0))}, "from"),
     ("/api/v1/traces", {"from": "1900-01-01T00:00:00Z", "to": "1900-01-02T00:00:00Z"}, "from"),
     ("/api/v1/traces", {"from": "9999-01-01T00:00:00Z", "to": "9999-01-02T00:00:00Z"}, "from"),
     ("/api/v1/traces", {"status": "maybe"}, "status"),
@@ -151,8 +151,8 @@ def test_forged_and_foreign_cursors(orgs):
     ("/api/v1/metrics", {"bucket": "week"}, "bucket"),
     ("/api/v1/metrics", {"group_by": "user_id"}, "group_by"),
     ("/api/v1/metrics", {"group_by": "model; DROP TABLE spans"}, "group_by"),
-    ("/api/v1/metrics", {"bucket": "minute", "from": "2026-10-01T00:00:00Z",
-                         "to": "2026-10-31T00:00:00Z"}, "bucket"),
+    ("/api/v1/metrics", {"bucket": "minute", "from": iso_z(days_ago(31)),
+                         "to": iso_z(days_ago(1))}, "bucket"),
     ("/api/v1/traces/some-trace", {"expand": "all"}, "expand"),
 ])
 def test_bad_parameters_are_400s_naming_them(orgs, clickhouse_queries, path, params,
