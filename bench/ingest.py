@@ -105,10 +105,11 @@ def start_api(workers: int) -> subprocess.Popen:
 
 
 def start_ingest_worker(name: str) -> subprocess.Popen:
-    """The ingest worker as `make run` starts it: a thread per partition."""
-    return start([str(BIN / "celery"), "-A", "celery_app", "worker", "-Q", "ingest", "-P",
-                  "threads", "-c", str(settings.KAFKA_SPANS_PARTITIONS), "--loglevel",
-                  "WARNING", "--hostname", f"{name}@%h"], f"{name}-worker.log")
+    """The ingest worker as `make run` starts it: a thread per partition, supervised."""
+    return start([sys.executable, "-m", "llmops.supervise", str(BIN / "celery"), "-A",
+                  "celery_app", "worker", "-Q", "ingest", "-P", "threads", "-c",
+                  str(settings.KAFKA_SPANS_PARTITIONS), "--loglevel", "WARNING", "--hostname",
+                  f"{name}@%h"], f"{name}-worker.log")
 
 
 def start_beat(name: str) -> subprocess.Popen:

@@ -28,6 +28,9 @@ WORKER_CONCURRENCY = os.environ.get("WORKER_CONCURRENCY", "2")
 INGEST_CONCURRENCY = os.environ.get("INGEST_CONCURRENCY",
                                     os.environ.get("KAFKA_SPANS_PARTITIONS", "12"))
 
+# Celery processes run under llmops.supervise, which starts them again when they exit on
+# their own (a Redis restart ends a Celery 5.7 worker for good), as a container runtime would.
+SUPERVISED = [str(BIN / "python"), "-m", "llmops.supervise"]
 PROCESSES = {
     "api": [
         str(BIN / "gunicorn"), "llmops.wsgi:application",
@@ -35,17 +38,17 @@ PROCESSES = {
         "--access-logfile", "-", "--timeout", "60",
     ],
     "ingest": [
-        str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
+        *SUPERVISED, str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
         "-Q", "ingest", "--pool", "threads", "--concurrency", INGEST_CONCURRENCY,
         "--hostname", "ingest@%h",
     ],
     "worker": [
-        str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
+        *SUPERVISED, str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
         "-Q", "evaluation,costs,operations", "--concurrency", WORKER_CONCURRENCY,
         "--hostname", "worker@%h",
     ],
     "beat": [
-        str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "INFO",
+        *SUPERVISED, str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "INFO",
         "--schedule", str(VAR / "celerybeat-schedule"),
     ],
     "flower": [],  # see flower_command(): its address and auth come from the environment

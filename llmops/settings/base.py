@@ -75,7 +75,10 @@ TEMPLATES = [
 
 # SQLite under var/ by default (one machine); PostgreSQL in tests and production.
 DATABASE_URL = env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'llmops.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Health checks: a connection kept across requests that died with a database restart is
+# replaced before use instead of failing the request.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60,
+                                              conn_health_checks=True)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
