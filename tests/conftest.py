@@ -1,7 +1,9 @@
 """Shared fixtures. Every test runs against the real services; none is skipped when one is
 down: the run stops at once and says which service and how to start it."""
 
+import contextlib
 import socket
+import threading
 from urllib.parse import urlparse
 
 import pytest
@@ -115,3 +117,29 @@ def clickhouse_queries(monkeypatch):
 
     monkeypatch.setattr(client, "query", recording)
     return sent
+
+
+@pytest.fixture
+def black_hole():
+    """A port that accepts connections and never answers: a hung dependency (ClickHouse, a
+    health check's target)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # the accept timeout: look at `stop` again
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()

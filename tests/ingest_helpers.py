@@ -5,6 +5,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connections
 from rest_framework.test import APIClient
 
@@ -12,6 +13,7 @@ from ingestion.models import ApiKey, Org
 from ingestion.services.drain import PartitionDrainer
 from ingestion.services.partitions import partition_lags
 from llmops.clickhouse import get_client
+from llmops.kafka import end_offsets, new_consumer
 
 
 def days_ago(days: int) -> datetime:
@@ -121,3 +123,21 @@ def count_rows(org_id: int, final: bool = False) -> int:
         f"SELECT count() FROM spans {'FINAL' if final else ''} WHERE org_id = {{o:UInt64}}",
         parameters={"o": org_id},
     )
+
+
+def dead_letter_ends() -> list:
+    """Each dead-letter partition at its end: where a test starts reading what it parks."""
+    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
+    try:
+        return end_offsets(consumer, settings.KAFKA_DEAD_LETTER_TOPIC)
+    finally:
+        consumer.close()
+
+
+def dead_letters_since(starts: list) -> list:
+    """The dead letters parked after `starts` (see dead_letter_ends)."""
+    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
+    consumer.assign(starts)
+    messages = [m for m in consumer.consume(num_messages=10_000, timeout=5) if not m.error()]
+    consumer.close()
+    return messages

@@ -6,9 +6,6 @@ Messages are produced straight to Kafka (as an older API, or a bug, could have s
 and everything is checked where a user would look: rows in ClickHouse, offsets in Kafka,
 the dead-letter topic."""
 
-import contextlib
-import socket
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +34,15 @@ from ingestion.services.partitions import (
 )
 from llmops.kafka import admin_client, get_producer, new_consumer, retrying
 from llmops.redis import get_redis
-from tests.ingest_helpers import count_rows, drain_everything, make_span, new_org, stored_spans
+from tests.ingest_helpers import (
+    count_rows,
+    dead_letter_ends,
+    dead_letters_since,
+    drain_everything,
+    make_span,
+    new_org,
+    stored_spans,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 _encode = msgspec.json.Encoder().encode
@@ -85,25 +90,6 @@ def in_thread(function, *args):
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(call).result()
-
-
-def dead_letter_ends() -> list:
-    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
-    try:
-        topic = settings.KAFKA_DEAD_LETTER_TOPIC
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return [TopicPartition(topic, p, consumer.get_watermark_offsets(
-            TopicPartition(topic, p), timeout=10)[1]) for p in sorted(partitions)]
-    finally:
-        consumer.close()
-
-
-def dead_letters_since(starts: list) -> list:
-    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
-    consumer.assign(starts)
-    messages = [m for m in consumer.consume(num_messages=10_000, timeout=5) if not m.error()]
-    consumer.close()
-    return messages
 
 
 # -- 1. a replay reads exactly its range ------------------------------------------------
@@ -479,28 +465,3 @@ def test_a_hung_clickhouse_ends_the_drain_within_its_budget(settings, black_hole
     settings.CLICKHOUSE_URL = real_url
     drain_everything()
     assert count_rows(org.id) == 10
-
-
-@pytest.fixture
-def black_hole():
-    """A port that accepts connections and never answers: a hung ClickHouse."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):  # the accept timeout: look at `stop` again
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    server.close()

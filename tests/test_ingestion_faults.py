@@ -14,11 +14,13 @@ from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
 from ingestion.services.drain import PartitionDrainer
 from ingestion.services.partitions import inflight_key, partition_lags
 from ingestion.services.rows import RowBuilder
-from llmops.kafka import end_offsets, get_producer, new_consumer
+from llmops.kafka import get_producer
 from llmops.redis import get_redis
 from tests.ingest_helpers import (
     client_for,
     count_rows,
+    dead_letter_ends,
+    dead_letters_since,
     drain_everything,
     make_span,
     new_org,
@@ -149,22 +151,6 @@ def test_undecodable_message_goes_to_dead_letters_and_the_partition_goes_on():
     assert headers["reason"].startswith(b"undecodable span message")
     assert headers["source_topic"] == settings.KAFKA_SPANS_TOPIC.encode()
     assert int(headers["source_offset"]) >= 0
-
-
-def dead_letters_since(starts: list) -> list:
-    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
-    consumer.assign(starts)
-    messages = [m for m in consumer.consume(num_messages=10_000, timeout=5) if not m.error()]
-    consumer.close()
-    return messages
-
-
-def dead_letter_ends() -> list:
-    consumer = new_consumer(**{"group.id": f"dlq-reader-{uuid.uuid4().hex}"})
-    try:
-        return end_offsets(consumer, settings.KAFKA_DEAD_LETTER_TOPIC)
-    finally:
-        consumer.close()
 
 
 def test_a_message_older_checks_let_through_is_dead_lettered_and_the_rest_stored():

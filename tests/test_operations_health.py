@@ -1,11 +1,8 @@
 """Health and metrics: readiness names each dependency, answers within its timeout even when
 one hangs or is down; liveness needs nothing; /metrics exposes what operators watch."""
 
-import contextlib
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -61,31 +58,6 @@ def test_no_worker_is_reported(client):
     assert status == 500
     assert checks["CeleryWorkers()"].startswith("Unavailable")
     assert checks["ClickHouse()"] == "OK"
-
-
-@pytest.fixture
-def black_hole():
-    """A port that accepts connections and never answers: a hung dependency."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):  # the accept timeout: look at `stop` again
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    server.close()
 
 
 def test_a_hanging_clickhouse_is_reported_down_within_the_timeout(client, worker, black_hole):
