@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from evaluation.services.scores import STATUSES
-from ingestion.query.params import EARLIEST, LATEST
+from ingestion.query.params import EARLIEST, LATEST, QueryParams
 from ingestion.services.accept import retention_days
 
 
@@ -78,15 +78,18 @@ class ScoresIn(serializers.Serializer):
     scores = ScoreIn(many=True, allow_empty=False, max_length=MAX_SCORES_PER_REQUEST)
 
 
-class ScoreFilters(serializers.Serializer):
+class ScoreFilters(QueryParams):
+    """Unknown parameters are refused (QueryParams): `?trace=` must not list every score."""
+
     trace_id = serializers.CharField(max_length=128, required=False, default="")
     span_id = serializers.CharField(max_length=128, required=False, default="")
     evaluator = serializers.CharField(max_length=100, required=False, default="")
     status = serializers.ChoiceField(STATUSES, required=False, default="")
     since = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
-                                      help_text="scores written at or after this time")
+                                      help_text="Scores written (stored) at or after this "
+                                                "time, whatever their `timestamp`.")
     until = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
-                                      help_text="scores written before this time")
+                                      help_text="Scores written (stored) before this time.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
 
 
