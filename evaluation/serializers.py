@@ -85,11 +85,15 @@ class ScoreFilters(QueryParams):
     span_id = serializers.CharField(max_length=128, required=False, default="")
     evaluator = serializers.CharField(max_length=100, required=False, default="")
     status = serializers.ChoiceField(STATUSES, required=False, default="")
-    since = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
-                                      help_text="Scores written (stored) at or after this "
-                                                "time, whatever their `timestamp`.")
-    until = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
-                                      help_text="Scores written (stored) before this time.")
+    # The table keeps no time of writing apart from `timestamp` (the client's, else the time
+    # the score was written): the filter and its help say so.
+    since = serializers.DateTimeField(
+        required=False, default=None, validators=[storable_time],
+        help_text="Scores whose `timestamp` is at or after this time (the `timestamp` the "
+                  "client sent, else when the score was written).")
+    until = serializers.DateTimeField(
+        required=False, default=None, validators=[storable_time],
+        help_text="Scores whose `timestamp` is before this time.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
 
 

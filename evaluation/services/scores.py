@@ -24,12 +24,9 @@ class ScoresNotStored(Exception):
     """ClickHouse unavailable after the write policy's attempts; the task retries."""
 
 
-WRITTEN_AT_BITS = 52  # a version's low bits: when the row was written, in epoch microseconds
-
-
 def version(status: str, at: datetime) -> int:
     micros = int(at.timestamp() * 1_000_000)  # < 2**52 until the year 2112
-    return (_RANK[status] << WRITTEN_AT_BITS) | micros
+    return (_RANK[status] << 52) | micros
 
 
 def row(*, org_id: int, trace_id: str, span_id: str, evaluator: str, score_id: str,
@@ -69,15 +66,12 @@ def read(*, org_id: int, trace_id: str = "", span_id: str = "", evaluator: str =
         if value:
             conditions.append(f"{name} = {{{name}:String}}")
             parameters[name] = value
-    # since/until: when the score was written (the low bits of its version), not the
-    # `timestamp` the client may have set to any time.
-    written_at = f"bitAnd(version, {(1 << WRITTEN_AT_BITS) - 1})"
     if since is not None:
-        conditions.append(f"{written_at} >= {{since:UInt64}}")
-        parameters["since"] = int(since.timestamp() * 1_000_000)
+        conditions.append("timestamp >= {since:DateTime64(3, 'UTC')}")
+        parameters["since"] = since
     if until is not None:
-        conditions.append(f"{written_at} < {{until:UInt64}}")
-        parameters["until"] = int(until.timestamp() * 1_000_000)
+        conditions.append("timestamp < {until:DateTime64(3, 'UTC')}")
+        parameters["until"] = until
     result = get_client().query(
         f"SELECT {', '.join(COLUMNS[:-1])} FROM scores FINAL WHERE {' AND '.join(conditions)}"
         " ORDER BY timestamp DESC, trace_id, span_id, evaluator LIMIT {limit:UInt32}",
