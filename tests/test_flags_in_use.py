@@ -186,3 +186,20 @@ def test_a_change_announced_while_flags_load_is_not_lost():
         operator.join()
     # The snapshot loaded before the change must not be served for CONFIG_CACHE_TTL_S.
     assert flag("batch") == 2
+
+
+def test_flags_are_read_from_the_last_load_while_postgresql_is_unreachable():
+    set_flag(org_key("content-storage-enabled", 7), "bool", "false")
+    assert flag_for("content-storage-enabled", 7) is False
+    connection = connections["default"]
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = 1  # nothing listens there: every query fails
+    try:
+        forget_cached_flags()  # a change was announced: the next read must load
+        assert flag_for("content-storage-enabled", 7) is False  # the last ones read
+        assert flag_for("evaluations-enabled", 7) is True
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert flag_for("content-storage-enabled", 7) is False

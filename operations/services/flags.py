@@ -5,15 +5,18 @@ The flags the platform reads are registered in FLAGS (name, type, default, descr
 scope). An org-scoped flag is read from `<name>-org-<org id>` first, then `<name>`, then its
 default, so an operator can switch a behaviour for one org or for all of them."""
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from llmops import changes
 from operations.models import ConfigFlag
 
+logger = logging.getLogger(__name__)
 TOPIC = "flags"
 
 
@@ -82,7 +85,13 @@ def _load() -> _Snapshot:
         changes.on_change(TOPIC, forget_cached_flags)
         # Read the generation first: a change announced during the read makes this stale.
         generation = _generation
-        values = {f.key: f.typed_value() for f in ConfigFlag.objects.all()}
+        try:
+            values = {f.key: f.typed_value() for f in ConfigFlag.objects.all()}
+        except DatabaseError:
+            # PostgreSQL away: ingestion goes on (keys are cached too) with the flags last
+            # read, or the defaults; the next read tries again.
+            logger.warning("config flags unreadable; keeping the last ones read", exc_info=True)
+            return _cache or _Snapshot({}, -1, 0.0)
         _cache = _Snapshot(values, generation, time.monotonic())
         return _cache
 
