@@ -135,6 +135,17 @@ def test_every_registered_flag_is_documented_and_read_by_production_code():
         assert flag_for(name) == registered.default
 
 
+def test_a_registered_flag_must_have_its_type():
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="bool flag"):
+        ConfigFlag(key="evaluations-enabled-org-3", type="str", value="false").full_clean()
+    with pytest.raises(ValidationError, match="between 0 and 1"):
+        ConfigFlag(key="sample-rate", type="float", value="1.5").full_clean()
+    ConfigFlag(key="sample-rate-org-3", type="float", value="0.5").full_clean()
+    ConfigFlag(key="my-own-flag", type="str", value="anything").full_clean()
+
+
 class ChangeDuring:
     """A TTL the cache compares against: the comparison runs the change listener's callback
     (as the listener thread could, at that very moment), then answers "still fresh"."""

@@ -117,5 +117,28 @@ def flag_for(name: str, org_id: int | None = None):
     return values.get(name, registered.default)
 
 
+def registered_flag(key: str) -> Flag | None:
+    """The registered flag a key sets: `<name>`, or `<name>-org-<id>` for an org flag."""
+    if key in FLAGS:
+        return FLAGS[key]
+    name, _, org_id = key.rpartition("-org-")
+    registered = FLAGS.get(name)
+    return registered if registered and registered.scope == ORG and org_id.isdigit() else None
+
+
+def check_flag(key: str, type_: str, value) -> None:
+    """Refuse (ValidationError) a value of a registered flag with another type, or a
+    `sample-rate` outside [0, 1]."""
+    from django.core.exceptions import ValidationError
+
+    registered = registered_flag(key)
+    if registered is None:
+        return
+    if type_ != registered.type:
+        raise ValidationError({"type": f"{registered.name} is a {registered.type} flag"})
+    if registered.name == "sample-rate" and not 0.0 <= value <= 1.0:
+        raise ValidationError({"value": "a sampling rate is between 0 and 1"})
+
+
 def flags_changed() -> None:
     changes.announce(TOPIC)
