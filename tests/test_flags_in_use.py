@@ -214,3 +214,24 @@ def test_flags_are_read_from_the_last_load_while_postgresql_is_unreachable():
         connection.close()
         connection.settings_dict["PORT"] = port
     assert flag_for("content-storage-enabled", 7) is False
+
+
+def test_the_accept_path_reads_flags_from_memory_not_the_database():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from llmops import changes
+
+    _, key = new_org()
+    # Saved without the change announcement, whose echo from pub/sub would reload them
+    # during the requests below (as it should: that is a change).
+    ConfigFlag.objects.bulk_create([ConfigFlag(key="sample-rate", type="float", value="1")])
+    forget_cached_flags()
+    assert flag_for("sample-rate", 1) == 1.0  # loads them, and starts the listener
+    assert changes.listening.wait(10)
+    client = client_for(key)
+    assert post_spans(client, [recent_span("m", 0)]).status_code == 202
+    with CaptureQueriesContext(connection) as queries:
+        for index in range(1, 4):
+            assert post_spans(client, [recent_span("m", index)]).status_code == 202
+    assert not [q["sql"] for q in queries.captured_queries if "configflag" in q["sql"]]
