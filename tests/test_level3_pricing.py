@@ -49,6 +49,7 @@ def test_level_3_prices_content_less_spans_from_tokens_counted_before_the_drop(s
         recent("l3", 1, model="no-such-model-l3", **content),  # no price: unpriced
         recent("l3", 2, model="lvl3-chat", provider="acme",
                usage={"input_tokens": 10, "output_tokens": 5}),  # reported usage: as sent
+        recent("l3", 3, model="lvl3-chat", cost=0.5, **content),  # its cost, counted tokens
     ]
     assert post_spans(client_for(normal_key), spans).status_code == 202  # level 0: reference
     at_level(DegradationLevel.ESSENTIAL_ONLY)
@@ -79,5 +80,9 @@ def test_level_3_prices_content_less_spans_from_tokens_counted_before_the_drop(s
     reported = rows["l3-s2"]
     assert (reported["input_tokens"], reported["output_tokens"], reported["usage_source"]) == (
         10, 5, "provided")
+    with_cost = rows["l3-s3"]
+    assert (with_cost["cost_source"], with_cost["cost"]) == ("provided", Decimal("0.5"))
+    assert (with_cost["input_tokens"], with_cost["usage_source"]) == (
+        reference["l3-s3"]["input_tokens"], "estimated")
     # Never a silent $0 computed: a computed span at level 3 has tokens or a cost.
     assert not [r for r in rows.values() if r["cost_source"] == "computed" and r["cost"] == 0]

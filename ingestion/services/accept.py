@@ -195,7 +195,7 @@ def drop_content(span: SpanIn) -> None:
     """Drop the span's input and output. A span with a model and content but no usage is
     priced by tokens counted from that content: count them now, before they are gone, so the
     drain prices the span as it would have (never a silent $0 'computed')."""
-    if not has_reported_usage(span.usage) and span.cost is None:
+    if not has_reported_usage(span.usage):
         usage = usage_of_span(span)
         if usage.source == "estimated":
             span.usage = Usage(input_tokens=usage.input_tokens,
