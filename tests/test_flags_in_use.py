@@ -235,3 +235,10 @@ def test_the_accept_path_reads_flags_from_memory_not_the_database():
         for index in range(1, 4):
             assert post_spans(client, [recent_span("m", index)]).status_code == 202
     assert not [q["sql"] for q in queries.captured_queries if "configflag" in q["sql"]]
+
+
+def test_the_admin_says_which_flags_the_platform_reads(admin_client):
+    page = admin_client.get("/admin/operations/configflag/add/")
+    assert page.status_code == 200
+    for name in FLAGS:
+        assert name in page.content.decode(), name
