@@ -10,6 +10,7 @@ from costs.services.reports import BUCKETS, GROUPS, cost_report
 from ingestion.auth import ApiKeyAuthentication, HasOrg
 from ingestion.query import docs
 from ingestion.query.params import WindowParams, resolve_window
+from operations.services.flags import flag_for
 
 
 class CostReportParams(WindowParams):
@@ -107,7 +108,9 @@ class CostReportView(APIView):
             "serve the days where each span was stored once, the stored spans serve the rest "
             "(`sources`); session and tag groups always come from the stored spans. Cached "
             f"per org for {settings.COST_CACHE_TTL_S} s (COST_CACHE_TTL_S), dropped as soon "
-            "as new spans of the org are stored; `X-Cache` says `l2` or `miss`."),
+            "as new spans of the org are stored (a window given without `to` may so end up to that "
+            "long ago); `X-Cache` says `l2`, `miss` or `bypass` (the `query-cache-enabled` "
+            "flag is off)."),
         responses={200: OpenApiResponse(CostReport, description="The report", examples=[
             OpenApiExample("a day, by model", value=REPORT_EXAMPLE)]),
             **docs.errors(400, 401, 503)},
@@ -115,8 +118,13 @@ class CostReportView(APIView):
     def get(self, request):
         params = CostReportParams.parse(request)
         start, end = resolve_window(params.get("from"), params.get("to"))
-        body, source = cost_report(org_id=request.user.org_id, start=start, end=end,
-                                   bucket=params["bucket"], group_by=params.get("group_by"))
+        org_id = request.user.org_id
+        # Keyed on the window as requested: the default one (ending now) is cached too.
+        requested = {"from": params.get("from"), "to": params.get("to")}
+        body, source = cost_report(org_id=org_id, start=start, end=end,
+                                   bucket=params["bucket"], group_by=params.get("group_by"),
+                                   requested=requested,
+                                   cached=flag_for("query-cache-enabled", org_id))
         response = HttpResponse(body, content_type="application/json")
         response["X-Cache"] = source
         return response

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from evaluation.services.scores import STATUSES
-from ingestion.query.params import EARLIEST, LATEST
+from ingestion.query.params import EARLIEST, LATEST, QueryParams
 from ingestion.services.accept import retention_days
 
 
@@ -78,15 +78,22 @@ class ScoresIn(serializers.Serializer):
     scores = ScoreIn(many=True, allow_empty=False, max_length=MAX_SCORES_PER_REQUEST)
 
 
-class ScoreFilters(serializers.Serializer):
+class ScoreFilters(QueryParams):
+    """Unknown parameters are refused (QueryParams): `?trace=` must not list every score."""
+
     trace_id = serializers.CharField(max_length=128, required=False, default="")
     span_id = serializers.CharField(max_length=128, required=False, default="")
     evaluator = serializers.CharField(max_length=100, required=False, default="")
     status = serializers.ChoiceField(STATUSES, required=False, default="")
-    since = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
-                                      help_text="scores written at or after this time")
-    until = serializers.DateTimeField(required=False, default=None, validators=[storable_time],
-                                      help_text="scores written before this time")
+    # The table keeps no time of writing apart from `timestamp` (the client's, else the time
+    # the score was written): the filter and its help say so.
+    since = serializers.DateTimeField(
+        required=False, default=None, validators=[storable_time],
+        help_text="Scores whose `timestamp` is at or after this time (the `timestamp` the "
+                  "client sent, else when the score was written).")
+    until = serializers.DateTimeField(
+        required=False, default=None, validators=[storable_time],
+        help_text="Scores whose `timestamp` is before this time.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
 
 

@@ -61,7 +61,6 @@ class ScoresView(APIView):
         responses={200: ScoreList, **docs.errors(400, 401, 503)},
     )
     def get(self, request):
-        filters = ScoreFilters(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        rows = scores.read(org_id=request.user.org_id, **filters.validated_data)
+        filters = ScoreFilters.parse(request)
+        rows = scores.read(org_id=request.user.org_id, **filters)
         return Response({"scores": [score_out(row) for row in rows]})

@@ -19,6 +19,7 @@ from ingestion.query.params import (
 )
 from ingestion.views import SpansView
 from llmops.cache import ByteLRU, get_or_compute, query_key
+from operations.services.flags import flag_for
 
 # Bumped when an answer's shape changes, so no cached answer of the old shape is served.
 CACHE_VERSION = 1
@@ -31,9 +32,12 @@ def cached_answer(request, *, endpoint: str, params: dict, ttl_s: float,
                   compute: Callable[[], object], local: ByteLRU | None = None) -> HttpResponse:
     """The JSON answer from L1/L2 if fresh, else computed and cached. `X-Cache` says which.
     An answer that raises (a 404, say) is not cached: the trace may arrive any moment."""
-    key = query_key(f"{endpoint}:v{CACHE_VERSION}", request.user.org_id, params)
-    body, source = get_or_compute(key=key, ttl_s=ttl_s, local=local,
-                                  compute=lambda: selectors.to_json(compute()))
+    if flag_for("query-cache-enabled", request.user.org_id):
+        key = query_key(f"{endpoint}:v{CACHE_VERSION}", request.user.org_id, params)
+        body, source = get_or_compute(key=key, ttl_s=ttl_s, local=local,
+                                      compute=lambda: selectors.to_json(compute()))
+    else:  # the operator's `query-cache-enabled` flag is off for this org (or all)
+        body, source = selectors.to_json(compute()), "bypass"
     response = HttpResponse(body, content_type="application/json")
     response["X-Cache"] = source
     return response
@@ -61,7 +65,8 @@ def one_by_id(request, *, endpoint: str, name: str, value: str, ttl_s: float,
 def staleness(setting: str) -> str:
     return (f"\n\nCached per org and query for {getattr(settings, setting)} s ({setting}): an "
             "answer can be that much older than the spans stored, and spans are stored a few "
-            "seconds after they are sent. The `X-Cache` header says `l1`, `l2` or `miss`.")
+            "seconds after they are sent. The `X-Cache` header says `l1`, `l2` or `miss` "
+            "(`bypass` while the operator's `query-cache-enabled` flag is off).")
 
 
 NOT_FOUND = docs.errors(400, 401, 404, 503)  # 400: a query parameter (none is taken)

@@ -13,6 +13,7 @@ from operations.models import (
     TtlChange,
 )
 from operations.services.degradation import set_manual_level
+from operations.services.flags import FLAGS
 from operations.services.retention import set_spans_ttl
 
 
@@ -72,6 +73,15 @@ class ConfigFlagAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         obj.updated_by = request.user.get_username()
         super().save_model(request, obj, form, change)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # The operator picks a key: say which ones the platform reads.
+        form.base_fields["key"].help_text = "Flags the platform reads (`<name>-org-<id>` for "
+        form.base_fields["key"].help_text += "one org): " + "; ".join(
+            f"{f.name} ({f.type}, default {f.default}): {f.description}"
+            for f in FLAGS.values())
+        return form
 
 
 @admin.register(TtlChange)

@@ -88,11 +88,16 @@ class ConfigFlag(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
+        from operations.services.flags import check_flag
+
         try:
-            self.typed_value()
+            value = self.typed_value()
         except ValueError as exc:
             raise ValidationError(
                 {"value": f"not a valid {self.get_type_display()}: {exc}"}) from exc
+        # A flag the platform reads must have its registered type and range: `false` saved as
+        # text would read as true.
+        check_flag(self.key, self.type, value)
 
     def typed_value(self):
         if self.type == self.Type.BOOL:

@@ -1,7 +1,8 @@
 """Start and stop the platform's own processes: API (gunicorn), Celery workers, beat, flower.
 
-`up` migrates both databases, creates the Kafka topics and a demo API key, then starts each
-process in the background (logs in var/log, pid files in var/run) and prints the URLs.
+`up` migrates both databases, creates the Kafka topics and a demo API key (kept in
+var/demo_api_key and reused while active), then starts each process in the background (logs
+in var/log, pid files in var/run) and prints the URLs.
 """
 
 import argparse
@@ -150,7 +151,9 @@ def up() -> None:
     manage("sync_prices")  # model prices from the genai-prices package; operators' edits kept
     manage("ensure_kafka_topics")
     manage("collectstatic", "--noinput")
-    key = manage("create_api_key", "demo", "--name", "demo key").strip().splitlines()[-1]
+    # One demo key for every `make run`: kept under var/ and reused while it is active.
+    key = manage("create_api_key", "demo", "--name", "demo key",
+                 "--reuse-file", str(VAR / "demo_api_key")).strip().splitlines()[-1]
     if not any(pid_of(name) for name in PROCESSES):
         # Counters of processes that are gone would be added to the new ones'.
         shutil.rmtree(METRICS_DIR, ignore_errors=True)

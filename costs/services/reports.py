@@ -229,13 +229,19 @@ def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
 
 
 def cost_report(*, org_id: int, start: datetime, end: datetime, bucket: str = "hour",
-                group_by: str | None = None) -> tuple[bytes, str]:
-    """(the report as JSON, "l2" or "miss"): from the L2 cache (COST_CACHE_TTL_S) unless the
-    org stored new costs since it was computed."""
+                group_by: str | None = None, requested: dict | None = None,
+                cached: bool = True) -> tuple[bytes, str]:
+    """(the report as JSON, "l2", "miss" or "bypass"): from the L2 cache (COST_CACHE_TTL_S)
+    unless the org stored new costs since it was computed. Cached under `requested` (the
+    window as the client asked for it, so a default window ending "now" hits the cache too),
+    else under the resolved window; `cached` False computes afresh."""
+    if not cached:
+        return orjson.dumps(compute_report(org_id=org_id, start=start, end=end, bucket=bucket,
+                                           group_by=group_by)), "bypass"
     # Read before computing: a report racing a drain is filed under the older generation.
     generation = _generation(org_id)
-    params = {"from": start, "to": end, "bucket": bucket, "group_by": group_by,
-              "generation": generation}
+    window = requested if requested is not None else {"from": start, "to": end}
+    params = {**window, "bucket": bucket, "group_by": group_by, "generation": generation}
 
     def compute() -> bytes:
         return orjson.dumps(compute_report(org_id=org_id, start=start, end=end, bucket=bucket,

@@ -46,6 +46,9 @@ _SAME_RANKS = {"o200k_harmony": "o200k_base"}
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
+# Set (true) in a span's metadata by the API when it counted the usage from content it then
+# dropped (degradation level 3, content storage off): that usage is stored as `estimated`.
+ESTIMATED_USAGE_KEY = "llmops.usage_estimated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,8 @@ def usage_of_span(span: SpanIn) -> TokenUsage:
             cache_write_tokens=usage.cache_write_tokens or 0,
             total_tokens=(usage.total_tokens if usage.total_tokens is not None
                           else input_tokens + output_tokens),
-            source="provided",
+            source="estimated" if span.metadata.get(ESTIMATED_USAGE_KEY) is True
+            else "provided",
         )
     if not span.model or (span.input is None and span.output is None):
         return NO_USAGE

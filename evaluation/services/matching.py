@@ -14,6 +14,7 @@ from evaluation.models import EvaluatorConfig
 from ingestion.services.rows import StoredSpan
 from llmops import changes
 from operations.models import DegradationLevel
+from operations.services.flags import flag_for
 
 TOPIC = "evaluators"
 
@@ -62,9 +63,12 @@ def is_sampled(trace_id: str, rate: float) -> bool:
 
 def matches(config: EvaluatorConfig, *, model: str, name: str, kind: str,
             tags: list[str]) -> bool:
-    """The config's filters, each empty one meaning any."""
-    if config.match_models and not any(fnmatchcase(model, p) for p in config.match_models):
-        return False
+    """The config's filters, each empty one meaning any. Model patterns ignore case, as price
+    patterns do (`GPT-4o` is `gpt-4o` to both)."""
+    if config.match_models:
+        lowered = model.lower()
+        if not any(fnmatchcase(lowered, p.lower()) for p in config.match_models):
+            return False
     if config.match_names and not any(fnmatchcase(name, p) for p in config.match_names):
         return False
     if config.match_kinds and kind not in config.match_kinds:
@@ -86,7 +90,7 @@ def items_for(spans: list[StoredSpan], *, level_of=None) -> list[dict]:
     items = []
     for span in spans:
         candidates = configs.get(span.org_id)
-        if not candidates:
+        if not candidates or not flag_for("evaluations-enabled", span.org_id):
             continue
         if level is None:
             level = level_of() if level_of else DegradationLevel.NORMAL

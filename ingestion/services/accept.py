@@ -11,13 +11,22 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from costs.services.pricing import price_table
-from ingestion.schema import MESSAGE_VERSION, SpanIn, SpanLimits, SpanMessage, validate_span
+from costs.services.tokens import ESTIMATED_USAGE_KEY, has_reported_usage, usage_of_span
+from ingestion.schema import (
+    MESSAGE_VERSION,
+    SpanIn,
+    SpanLimits,
+    SpanMessage,
+    Usage,
+    validate_span,
+)
 from ingestion.services.publish import publish
 from ingestion.services.tenancy import OrgContext
 from llmops import metrics
 from llmops.redis import get_redis
 from operations.models import DegradationLevel, TtlChange
 from operations.services.degradation import current_level
+from operations.services.flags import flag_for
 
 logger = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -174,9 +183,26 @@ def fit_message(span: SpanIn, encode_message, encoded: bytes, key: bytes,
 
 
 def sample_rate_for(org: OrgContext, level: DegradationLevel) -> float:
+    """The org's rate (or the operator's `sample-rate` flag for it), capped at level 2+."""
+    override = flag_for("sample-rate", org.org_id)
+    rate = org.sample_rate if override is None else min(max(float(override), 0.0), 1.0)
     if level >= DegradationLevel.REDUCED_SAMPLING:
-        return min(org.sample_rate, settings.INGEST_DEGRADED_SAMPLE_RATE)
-    return org.sample_rate
+        return min(rate, settings.INGEST_DEGRADED_SAMPLE_RATE)
+    return rate
+
+
+def drop_content(span: SpanIn) -> None:
+    """Drop the span's input and output. A span with a model and content but no usage is
+    priced by tokens counted from that content: count them now, before they are gone, so the
+    drain prices the span as it would have (never a silent $0 'computed')."""
+    if not has_reported_usage(span.usage):
+        usage = usage_of_span(span)
+        if usage.source == "estimated":
+            span.usage = Usage(input_tokens=usage.input_tokens,
+                               output_tokens=usage.output_tokens,
+                               total_tokens=usage.total_tokens)
+            span.metadata = {**span.metadata, ESTIMATED_USAGE_KEY: True}
+    span.input = span.output = None
 
 
 def accept_spans(*, org: OrgContext, spans: list) -> AcceptResult:
@@ -201,7 +227,8 @@ def _reject(result: AcceptResult, index: int, raw, errors: dict[str, str]) -> No
 
 def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptResult:
     rate = sample_rate_for(org, level)
-    drop_content = level >= DegradationLevel.ESSENTIAL_ONLY
+    without_content = (level >= DegradationLevel.ESSENTIAL_ONLY
+                       or not flag_for("content-storage-enabled", org.org_id))
     received_at_us = time.time_ns() // 1000
     limits = span_limits()
     # Past this, a message may hold oversized content or be too large for Kafka.
@@ -223,8 +250,8 @@ def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptR
         if not is_sampled(span.trace_id, rate):
             result.sampled_out += 1
             continue
-        if drop_content:
-            span.input = span.output = None
+        if without_content:
+            drop_content(span)
         key = f"{org.org_id}:{span.trace_id}".encode()
         message = encode_message(span)
         if len(key) + len(message) > size_check:

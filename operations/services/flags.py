@@ -1,30 +1,143 @@
 """Config flags as every process reads them: all flags in an L1 cache for CONFIG_CACHE_TTL_S,
-dropped at once when any process announces a change."""
+dropped at once when any process announces a change.
 
+The flags the platform reads are registered in FLAGS (name, type, default, description,
+scope). An org-scoped flag is read from `<name>-org-<org id>` first, then `<name>`, then its
+default, so an operator can switch a behaviour for one org or for all of them."""
+
+import logging
+import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from llmops import changes
 from operations.models import ConfigFlag
 
+logger = logging.getLogger(__name__)
 TOPIC = "flags"
-_cache: tuple[float, dict] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    name: str
+    type: str  # a ConfigFlag.Type value
+    default: object
+    description: str
+    scope: str  # "global", or "org": `<name>-org-<org id>` overrides `<name>` for that org
+
+
+GLOBAL, ORG = "global", "org"
+
+FLAGS: dict[str, Flag] = {flag.name: flag for flag in (
+    Flag("evaluations-enabled", ConfigFlag.Type.BOOL, True,
+         "Queue evaluations for stored spans. Off: no evaluation is queued (for the org, or "
+         "for every org); spans are stored as usual.", ORG),
+    Flag("content-storage-enabled", ConfigFlag.Type.BOOL, True,
+         "Store spans' input and output. Off: the API drops them before Kafka (tokens are "
+         "counted first, so costs stay right), as degradation level 3 does.", ORG),
+    Flag("sample-rate", ConfigFlag.Type.FLOAT, None,
+         "Ingestion sampling rate in [0, 1] overriding the org's own `sample_rate`; unset: "
+         "the org's. Degradation level 2 still caps it at INGEST_DEGRADED_SAMPLE_RATE.", ORG),
+    Flag("query-cache-enabled", ConfigFlag.Type.BOOL, True,
+         "Serve the query API (traces, spans, sessions, metrics, costs) from its caches. Off: "
+         "every answer is computed afresh (`X-Cache: bypass`).", ORG),
+)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    values: dict
+    generation: int
+    loaded_at: float
+
+
+_cache: _Snapshot | None = None
+_generation = 0  # bumped by every change: a snapshot loaded before it is not trusted
+_load_lock = threading.Lock()
+
+
+def forget_cached_flags() -> None:
+    """Drop this process's flags; the next read loads them again."""
+    global _generation
+    _generation += 1
+
+
+def _fresh(snapshot: _Snapshot | None) -> bool:
+    return (snapshot is not None and snapshot.generation == _generation
+            and time.monotonic() - snapshot.loaded_at <= settings.CONFIG_CACHE_TTL_S)
+
+
+def _values() -> dict:
+    # One read of the global: a change clearing the cache meanwhile cannot pull it from
+    # under this read (it only makes the next read load again).
+    snapshot = _cache
+    return snapshot.values if _fresh(snapshot) else _load().values
+
+
+def _load() -> _Snapshot:
+    global _cache
+    with _load_lock:
+        if _fresh(_cache):
+            return _cache  # another thread loaded them while this one waited
+        changes.on_change(TOPIC, forget_cached_flags)
+        # Read the generation first: a change announced during the read makes this stale.
+        generation = _generation
+        try:
+            values = {f.key: f.typed_value() for f in ConfigFlag.objects.all()}
+        except DatabaseError:
+            # PostgreSQL away: ingestion goes on (keys are cached too) with the flags last
+            # read, or the defaults; the next read tries again.
+            logger.warning("config flags unreadable; keeping the last ones read", exc_info=True)
+            return _cache or _Snapshot({}, -1, 0.0)
+        _cache = _Snapshot(values, generation, time.monotonic())
+        return _cache
 
 
 def flag(key: str, default=None):
     """The flag's typed value, or `default` when no such flag exists."""
-    global _cache
-    now = time.monotonic()
-    if _cache is None or now - _cache[0] > settings.CONFIG_CACHE_TTL_S:
-        changes.on_change(TOPIC, forget_cached_flags)
-        _cache = (now, {f.key: f.typed_value() for f in ConfigFlag.objects.all()})
-    return _cache[1].get(key, default)
+    return _values().get(key, default)
 
 
-def forget_cached_flags() -> None:
-    global _cache
-    _cache = None
+def org_key(name: str, org_id: int) -> str:
+    return f"{name}-org-{org_id}"
+
+
+def flag_for(name: str, org_id: int | None = None):
+    """A registered flag's value for `org_id`: the org's own, else the global one, else the
+    registry's default. From the L1 cache: no database query once loaded."""
+    registered = FLAGS[name]
+    values = _values()
+    if registered.scope == ORG and org_id is not None:
+        value = values.get(org_key(name, org_id))
+        if value is not None:
+            return value
+    return values.get(name, registered.default)
+
+
+def registered_flag(key: str) -> Flag | None:
+    """The registered flag a key sets: `<name>`, or `<name>-org-<id>` for an org flag."""
+    if key in FLAGS:
+        return FLAGS[key]
+    name, _, org_id = key.rpartition("-org-")
+    registered = FLAGS.get(name)
+    return registered if registered and registered.scope == ORG and org_id.isdigit() else None
+
+
+def check_flag(key: str, type_: str, value) -> None:
+    """Refuse (ValidationError) a value of a registered flag with another type, or a
+    `sample-rate` outside [0, 1]."""
+    from django.core.exceptions import ValidationError
+
+    registered = registered_flag(key)
+    if registered is None:
+        return
+    if type_ != registered.type:
+        raise ValidationError({"type": f"{registered.name} is a {registered.type} flag"})
+    if registered.name == "sample-rate" and not 0.0 <= value <= 1.0:
+        raise ValidationError({"value": "a sampling rate is between 0 and 1"})
 
 
 def flags_changed() -> None:

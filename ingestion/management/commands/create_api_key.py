@@ -1,8 +1,12 @@
-"""Create an API key for an org (created if needed); the key is printed alone on the last line."""
+"""Create an API key for an org (created if needed); the key is printed alone on the last line.
+With --reuse-file, the key stored in that file is printed instead while it is still active."""
+
+from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
 from ingestion.models import ApiKey, Org
+from ingestion.services.keys import reusable_key
 
 
 class Command(BaseCommand):
@@ -11,8 +15,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("org_slug")
         parser.add_argument("--name", default="", help="a label for the key")
+        parser.add_argument("--reuse-file", default="",
+                            help="keep the key in this file and reuse it while it is active")
 
-    def handle(self, *args, org_slug: str, name: str, **options):
+    def handle(self, *args, org_slug: str, name: str, reuse_file: str = "", **options):
+        if reuse_file:
+            raw, issued = reusable_key(path=Path(reuse_file), org_slug=org_slug, name=name)
+            self.stdout.write(f"{'new' if issued else 'reused'} API key for org {org_slug} "
+                              f"(kept in {reuse_file}):")
+            self.stdout.write(raw)
+            return
         org, created = Org.objects.get_or_create(slug=org_slug, defaults={"name": org_slug})
         if created:
             self.stdout.write(f"created org {org.slug} (id {org.id})")
