@@ -69,21 +69,22 @@ def platform_services():
 
 @pytest.fixture(autouse=True)
 def fresh_process_caches():
-    """In-process caches (degradation level, API keys, prices) must not carry one test's DB
-    rows, rolled back since, into the next test."""
+    """In-process caches (degradation level, API keys, prices, retention, flags) must not
+    carry one test's DB rows, rolled back since, into the next test (a rolled-back save never
+    announces its change: the announcement waits for a commit)."""
     from costs.services.pricing import forget_cached_prices
     from ingestion.services.accept import forget_cached_retention
     from ingestion.services.tenancy import forget_cached_keys
     from operations.services.degradation import forget_cached_level
+    from operations.services.flags import forget_cached_flags
 
-    forget_cached_level()
-    forget_cached_keys()
-    forget_cached_prices()
-    forget_cached_retention()
+    forgets = (forget_cached_level, forget_cached_keys, forget_cached_prices,
+               forget_cached_retention, forget_cached_flags)
+    for forget in forgets:
+        forget()
     yield
-    forget_cached_level()
-    forget_cached_keys()
-    forget_cached_prices()
+    for forget in forgets:
+        forget()
 
 
 @pytest.fixture
