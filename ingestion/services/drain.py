@@ -32,7 +32,8 @@ from ingestion.services.lease import Lease
 from ingestion.services.partitions import InFlightRecord, lease_key, topic_id
 from ingestion.services.rows import (
     CONTENT_COLUMNS,
-    SPAN_COLUMNS,
+    KEY_COLUMNS,
+    SPAN_INSERT_COLUMNS,
     RowBuilder,
     SpanEntry,
     UnbuildableSpan,
@@ -297,7 +298,13 @@ class PartitionDrainer:
                 parked.append((message, f"span could not be built: {exc}"))
         started = time.monotonic()
         isolate = batch.attempts >= settings.DRAIN_MAX_BATCH_ATTEMPTS
-        stored = self._insert_entries(rows.entries, batch.token, parked, isolate=isolate)
+        entries = self._newest_versions(rows.entries)
+        stored = self._insert_entries(entries, batch.token, parked, isolate=isolate)
+        if stored:
+            # After the spans: a replay finds the same previous versions, builds the same
+            # tombstones, and the spans insert is dropped by its token.
+            self._insert("span_keys", KEY_COLUMNS, [entry.key_row() for entry in stored],
+                         batch.token + ":keys")
         self.stats.insert_seconds.append(time.monotonic() - started)
         metrics.DRAIN_INSERT_SECONDS.observe(self.stats.insert_seconds[-1])
         metrics.DRAIN_BATCH_SPANS.observe(len(stored))
@@ -308,6 +315,47 @@ class PartitionDrainer:
         self.stats.batches += 1
         self.stats.messages += len(batch.messages)
         self.stats.spans += len(spans)
+
+    def _newest_versions(self, entries: list[SpanEntry]) -> list[SpanEntry]:
+        """The entries to store: the newest version of each span in the batch, unless a
+        newer one is stored on another day already; each marked with the start of the
+        stored previous version when that is on another day (its tombstone goes there).
+
+        All versions of a span come through one partition (keyed by org and trace) and a
+        partition's batches are stored one after another, so span_keys is up to date."""
+        newest: dict[tuple, SpanEntry] = {}
+        for entry in entries:
+            span = entry.span
+            key = (span.org_id, span.trace_id, span.span_id)
+            if key not in newest or span.version >= newest[key].span.version:
+                newest[key] = entry
+        if not newest:
+            return []
+        try:
+            stored = {(row[0], row[1], row[2]): (row[3], row[4]) for row in
+                      insert_client().query(
+                          "SELECT org_id, trace_id, span_id, start_time, version"
+                          " FROM span_keys FINAL WHERE org_id IN {orgs:Array(UInt64)}"
+                          " AND trace_id IN {traces:Array(String)}",
+                          parameters={"orgs": sorted({k[0] for k in newest}),
+                                      "traces": sorted({k[1] for k in newest})}).result_rows}
+        except Exception as exc:
+            if is_transient(exc) or is_retryable(exc):
+                raise DrainInterrupted(f"span_keys lookup failed: {exc}") from exc
+            raise
+        result = []
+        for key, entry in newest.items():
+            entry.moved_from = None
+            previous = stored.get(key)
+            if previous is not None:
+                start, version = previous
+                moved = start.date() != entry.span.start_time.date()
+                if moved and version > entry.span.version:
+                    continue  # superseded already by a newer version on another day
+                if moved and version < entry.span.version:
+                    entry.moved_from = start
+            result.append(entry)
+        return result
 
     def _park(self, parked: list[tuple[object, str]]) -> None:
         if not parked:
@@ -336,7 +384,8 @@ class PartitionDrainer:
             # Content first: a span never points at a body that is not stored.
             self._insert("span_content", CONTENT_COLUMNS, content_rows(entries),
                          token + ":content", retry=not isolate)
-            self._insert("spans", SPAN_COLUMNS, [entry.span.row() for entry in entries],
+            self._insert("spans", SPAN_INSERT_COLUMNS,
+                         [row for entry in entries for row in entry.span_rows()],
                          token, retry=not isolate)
             return entries
         except DrainInterrupted:
