@@ -40,7 +40,7 @@ from ingestion.services.rows import (
     content_rows,
 )
 from llmops import metrics
-from llmops.clickhouse import new_client
+from llmops.clickhouse import get_client, new_client
 from llmops.clickhouse_errors import is_retryable, is_transient
 from llmops.kafka import new_consumer, retrying, watermarks
 from llmops.retry import RetryPolicy
@@ -298,7 +298,7 @@ class PartitionDrainer:
                 parked.append((message, f"span could not be built: {exc}"))
         started = time.monotonic()
         isolate = batch.attempts >= settings.DRAIN_MAX_BATCH_ATTEMPTS
-        entries = self._newest_versions(rows.entries)
+        entries = self._versions_to_store(rows.entries)
         stored = self._insert_entries(entries, batch.token, parked, isolate=isolate)
         if stored:
             # After the spans: a replay finds the same previous versions, builds the same
@@ -316,46 +316,45 @@ class PartitionDrainer:
         self.stats.messages += len(batch.messages)
         self.stats.spans += len(spans)
 
-    def _newest_versions(self, entries: list[SpanEntry]) -> list[SpanEntry]:
-        """The entries to store: the newest version of each span in the batch, unless a
-        newer one is stored on another day already; each marked with the start of the
-        stored previous version when that is on another day (its tombstone goes there).
+    def _versions_to_store(self, entries: list[SpanEntry]) -> list[SpanEntry]:
+        """The entries to store, each marked with the start of the span's previous version
+        when that is on another day (a tombstone with its version goes there); a version
+        older than one already on another day is left out (it is superseded).
 
         All versions of a span come through one partition (keyed by org and trace) and a
-        partition's batches are stored one after another, so span_keys is up to date."""
-        newest: dict[tuple, SpanEntry] = {}
-        for entry in entries:
-            span = entry.span
-            key = (span.org_id, span.trace_id, span.span_id)
-            if key not in newest or span.version >= newest[key].span.version:
-                newest[key] = entry
-        if not newest:
+        partition's batches are stored one after another, so span_keys, plus the batch's
+        own versions taken in version order, says where the previous version is."""
+        if not entries:
             return []
+        keys = {(e.span.org_id, e.span.trace_id, e.span.span_id) for e in entries}
         try:
-            stored = {(row[0], row[1], row[2]): (row[3], row[4]) for row in
-                      insert_client().query(
-                          "SELECT org_id, trace_id, span_id, start_time, version"
-                          " FROM span_keys FINAL WHERE org_id IN {orgs:Array(UInt64)}"
-                          " AND trace_id IN {traces:Array(String)}",
-                          parameters={"orgs": sorted({k[0] for k in newest}),
-                                      "traces": sorted({k[1] for k in newest})}).result_rows}
+            # The thread's reader client: the insert client's tight timeouts are for inserts.
+            found = get_client().query(
+                "SELECT org_id, trace_id, span_id, start_time, version FROM span_keys FINAL"
+                " WHERE org_id IN {orgs:Array(UInt64)} AND trace_id IN {traces:Array(String)}",
+                parameters={"orgs": sorted({k[0] for k in keys}),
+                            "traces": sorted({k[1] for k in keys})}).result_rows
         except Exception as exc:
             if is_transient(exc) or is_retryable(exc):
-                raise DrainInterrupted(f"span_keys lookup failed: {exc}") from exc
+                raise DrainInterrupted(f"ClickHouse unavailable: {exc}") from exc
             raise
-        result = []
-        for key, entry in newest.items():
+        previous = {(r[0], r[1], r[2]): (r[3], r[4]) for r in found}
+        keep = set()
+        for index, entry in sorted(enumerate(entries), key=lambda e: e[1].span.version):
+            span = entry.span
+            key = (span.org_id, span.trace_id, span.span_id)
             entry.moved_from = None
-            previous = stored.get(key)
-            if previous is not None:
-                start, version = previous
-                moved = start.date() != entry.span.start_time.date()
-                if moved and version > entry.span.version:
-                    continue  # superseded already by a newer version on another day
-                if moved and version < entry.span.version:
-                    entry.moved_from = start
-            result.append(entry)
-        return result
+            if key in previous:
+                start, version = previous[key]
+                if start.date() != span.start_time.date():
+                    if version > span.version:
+                        continue  # a newer version is stored on another day
+                    if version < span.version:
+                        entry.moved_from = start
+            if key not in previous or previous[key][1] <= span.version:
+                previous[key] = (span.start_time, span.version)
+            keep.add(index)
+        return [entry for index, entry in enumerate(entries) if index in keep]
 
     def _park(self, parked: list[tuple[object, str]]) -> None:
         if not parked:
