@@ -105,9 +105,9 @@ last_seen DateTime64(3, 'UTC') DEFAULT now64(3)
 def trace_index() -> Table:
     """Per-trace facts for listing traces, one row per (trace, day of its spans, insert).
 
-    Every column is a duplicate-insensitive aggregate (min, max, set union): a span stored
-    twice (a client resending it, a replayed backfill) changes nothing here, while sums and
-    counts would double; those are read from `spans FINAL` for the traces of one page only.
+    Every column is a duplicate-insensitive aggregate (min, max, set union) over every
+    version ever stored, superseded ones and tombstones included: a superset that names the
+    candidate traces of a listing; the newest versions (`spans FINAL`) of those decide.
     `ingested` in the key keeps each insert apart, so a listing can read the traces as they
     stood at one instant (its snapshot) while spans keep arriving.
     """
