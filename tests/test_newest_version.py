@@ -10,7 +10,7 @@ import pytest
 from costs.models import Price
 from ingestion.query_views import hot_traces
 from llmops.clickhouse import get_client
-from operations.services.retention import set_spans_ttl
+from operations.services.retention import TTL_TABLES, set_spans_ttl
 from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans
 from tests.query_workload import wait_for_settle
 
@@ -144,7 +144,7 @@ def test_emergency_ttl_reaches_the_derived_tables():
     client = get_client()
     try:
         set_spans_ttl(days=5, reason="pytest: storage full", changed_by="pytest")
-        for table in ("spans", "span_keys", "trace_index", "cost_hourly", "span_content"):
+        for table in {"spans", "trace_index", "cost_hourly", *TTL_TABLES}:
             client.command(f"OPTIMIZE TABLE {table} FINAL")
         report = get(key, "/api/v1/costs", **window)
         assert report["totals"]["spans"] == 1
