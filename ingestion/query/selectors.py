@@ -166,72 +166,94 @@ def trace_summaries(*, org_id: int, trace_ids: list[str],
     return {row["trace_id"]: _trace_item(row) for row in rows}
 
 
+def _day_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def list_traces(*, org_id: int, params: dict) -> dict:
     """A page of traces, newest first, judged on the newest version of each span.
 
     trace_index (every version ever stored) names the candidates: traces with spans indexed
-    on the window's days, that any version matches the filters of. Their spans' newest
-    versions (`spans FINAL`) then decide: start in the window, filters, order. A walk (first
-    page, then its cursors) reads what was stored at the first page, minus
+    on a day, that any version matches the filters of. Their spans' newest versions
+    (`spans FINAL`) then decide: start, filters, order. A trace starts on the day its first
+    span (newest version) is indexed, so the window is read in day ranges from its end back
+    (1, 2, 4, ... days) until the page is full: a long window costs what its newest days do.
+    A walk (first page, then its cursors) reads what was stored at the first page, minus
     QUERY_LIST_SETTLE_MS: spans arriving meanwhile neither add traces nor move them between
     pages, so each trace is listed once (a span resent meanwhile drops out of the walk)."""
     limit = params.get("limit") or settings.QUERY_DEFAULT_LIMIT
-    parameters = {"org": org_id, "slack": settings.QUERY_TRACE_MAX_DAYS, "limit": limit + 1}
     position = params.get("cursor")
     if position:
         start, end = from_micros(position["from"]), from_micros(position["to"])
-        snapshot = "{snap:Int64}"
-        parameters.update(snap=position["snap"], after_start=position["start"],
-                          after_trace=position["trace"])
+        snap = position["snap"]
+        upper = min(end, from_micros(position["start"]) + timedelta(microseconds=1))
     else:
         start, end = resolve_window(params.get("from"), params.get("to"))
-        snapshot = "toUnixTimestamp64Milli(now64(3)) - {settle:Int64}"
-        parameters["settle"] = settings.QUERY_LIST_SETTLE_MS
-    parameters.update(start=micros(start), end=micros(end))
-    having = [f"started >= {at('start')}", f"started < {at('end')}"]
-    if position:
-        having.append(f"(started, trace_id) < ({at('after_start')}, {{after_trace:String}})")
-    prefilters = ["1"]
-    for name, condition in TRACE_FILTERS.items():
-        if name in params:
-            having.append(condition)
-            prefilters.append(TRACE_PREFILTERS.get(name, "1"))
-            parameters[name] = params[name]
-    # A trace starting in the window has its first span (newest version) indexed on a day
-    # of the window; a trace's spans lie within QUERY_TRACE_MAX_DAYS of each other.
-    rows = _rows(f"""
-        WITH {snapshot} AS snap
-        SELECT trace_id, any(snap) AS snapshot, {TRACE_AGGREGATES}
-        FROM spans FINAL
-        WHERE org_id = {{org:UInt64}}
-            AND toDate(start_time) >= toDate({at('start')}) - {{slack:UInt16}}
-            AND toDate(start_time) <= toDate({at('end')}) + {{slack:UInt16}}
-            AND trace_id IN (
-                SELECT trace_id FROM trace_index
-                WHERE org_id = {{org:UInt64}}
-                    AND day >= toDate({at('start')}) AND day <= toDate({at('end')})
-                    AND ingested <= fromUnixTimestamp64Milli(snap, 'UTC')
-                GROUP BY trace_id
-                HAVING min(trace_start) < {at('end')} AND {' AND '.join(prefilters)})
-            AND is_deleted = 0
-            AND toDateTime64(ingested_at, 3) <= fromUnixTimestamp64Milli(snap, 'UTC')
-        GROUP BY trace_id
-        HAVING {' AND '.join(having)}
-        ORDER BY started DESC, trace_id DESC
-        LIMIT {{limit:UInt32}}
-        {FINAL_SETTINGS}
-    """, parameters)
+        snap = micros(datetime.now(UTC)) // 1000 - settings.QUERY_LIST_SETTLE_MS
+        upper = end
+    rows: list[dict] = []
+    days = 1
+    while upper > start and len(rows) <= limit:
+        lower = max(start, _day_floor(upper - timedelta(microseconds=1))
+                    - timedelta(days=days - 1))
+        rows += _trace_range(org_id=org_id, params=params, lower=lower, upper=upper,
+                             snap=snap, limit=limit + 1 - len(rows))
+        upper, days = lower, days * 2
     more, page = len(rows) > limit, rows[:limit]
     next_cursor = None
     if more:
         last = page[-1]
         next_cursor = encode_cursor("traces", {
             "filters": fingerprint(params), "from": micros(start), "to": micros(end),
-            "snap": last["snapshot"], "start": micros(last["started"]),
-            "trace": last["trace_id"],
+            "snap": snap, "start": micros(last["started"]), "trace": last["trace_id"],
         })
     return {"from": start, "to": end, "items": [_trace_item(row) for row in page],
             "next_cursor": next_cursor}
+
+
+def _trace_range(*, org_id: int, params: dict, lower: datetime, upper: datetime, snap: int,
+                 limit: int) -> list[dict]:
+    """The traces starting in [lower, upper) that match, newest first, at most `limit`."""
+    parameters = {"org": org_id, "slack": settings.QUERY_TRACE_MAX_DAYS, "limit": limit,
+                  "snap": snap, "lower": micros(lower), "upper": micros(upper)}
+    having = [f"started >= {at('lower')}", f"started < {at('upper')}"]
+    position = params.get("cursor")
+    if position:
+        having.append(f"(started, trace_id) < ({at('after_start')}, {{after_trace:String}})")
+        parameters.update(after_start=position["start"], after_trace=position["trace"])
+    prefilters = ["1"]
+    for name, condition in TRACE_FILTERS.items():
+        if name in params:
+            having.append(condition)
+            prefilters.append(TRACE_PREFILTERS.get(name, "1"))
+            parameters[name] = params[name]
+    last_day = f"toDate({at('upper')} - INTERVAL 1 MICROSECOND)"
+    # A trace's spans lie within QUERY_TRACE_MAX_DAYS of each other (the slack): one
+    # starting in the range has its first span indexed on a day of the range, the others
+    # at most that many days later, where the prefilters look for them too.
+    return _rows(f"""
+        SELECT trace_id, {TRACE_AGGREGATES}
+        FROM spans FINAL
+        WHERE org_id = {{org:UInt64}}
+            AND toDate(start_time) >= toDate({at('lower')}) - {{slack:UInt16}}
+            AND toDate(start_time) <= {last_day} + {{slack:UInt16}}
+            AND trace_id IN (
+                SELECT trace_id FROM trace_index
+                WHERE org_id = {{org:UInt64}}
+                    AND day >= toDate({at('lower')}) AND day <= {last_day} + {{slack:UInt16}}
+                    AND ingested <= fromUnixTimestamp64Milli({{snap:Int64}}, 'UTC')
+                GROUP BY trace_id
+                HAVING countIf(day <= {last_day}) > 0
+                    AND minIf(trace_start, day <= {last_day}) < {at('upper')}
+                    AND {' AND '.join(prefilters)})
+            AND is_deleted = 0
+            AND toDateTime64(ingested_at, 3) <= fromUnixTimestamp64Milli({{snap:Int64}}, 'UTC')
+        GROUP BY trace_id
+        HAVING {' AND '.join(having)}
+        ORDER BY started DESC, trace_id DESC
+        LIMIT {{limit:UInt32}}
+        {FINAL_SETTINGS}
+    """, parameters)
 
 
 def _span_item(row: dict, content: dict[str, tuple[str, str]] | None = None) -> dict:
