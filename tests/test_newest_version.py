@@ -176,3 +176,42 @@ def test_zero_cost_prints_one_way_and_an_unknown_end_is_null():
     for trace in (item, detail):
         assert trace["end_time"] is None and trace["duration_ms"] is None
     assert detail["spans"][0]["end_time"] is None and found["duration_ms"] is None
+
+
+def test_the_migration_resolves_spans_already_stored_on_two_days():
+    """Item 2 for data stored before the fix: migration 0011 writes the tombstones and
+    span_keys for spans already stored twice, so reads see one span from the start."""
+    import uuid
+
+    from llmops import clickhouse_migrations
+    from llmops.clickhouse import new_client
+
+    name = f"llmops_mig_{uuid.uuid4().hex[:8]}_test"
+    admin = new_client(database="default")
+    admin.command(f"CREATE DATABASE `{name}`")
+    scoped = new_client(database=name)
+    try:
+        migrations = clickhouse_migrations.discover()
+        for migration in migrations:
+            if migration.name.startswith("0011"):
+                continue
+            for statement in migration.statements():
+                scoped.command(statement)
+        scoped.command("""
+            INSERT INTO spans (org_id, trace_id, span_id, start_time, received_at, version,
+                               cost, status)
+            VALUES (1, 't', 's', now64(6) - INTERVAL 2 DAY, now64(6), 1, 1.5, 'error'),
+                   (1, 't', 's', now64(6) - INTERVAL 1 HOUR, now64(6), 2, 2.5, 'ok'),
+                   (1, 't', 'other', now64(6) - INTERVAL 1 HOUR, now64(6), 1, 1, 'ok')""")
+        [migration] = [m for m in migrations if m.name.startswith("0011")]
+        for statement in migration.statements() + migration.backfill_statements():
+            scoped.command(statement)
+        live = scoped.query("SELECT span_id, version, cost, status FROM spans FINAL"
+                            " WHERE is_deleted = 0 ORDER BY span_id").result_rows
+        assert [(r[0], r[1], str(r[2]), r[3]) for r in live] == [
+            ("other", 1, "1.000000000000", "ok"), ("s", 2, "2.500000000000", "ok")]
+        keys = scoped.query("SELECT span_id, version, start_time > now64(6) - INTERVAL 1 DAY"
+                            " FROM span_keys FINAL ORDER BY span_id").result_rows
+        assert keys == [("other", 1, 1), ("s", 2, 1)]
+    finally:
+        admin.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
