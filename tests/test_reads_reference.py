@@ -112,13 +112,17 @@ class Workload:
                     trace = f"tr{rng.randrange(max(2, self.spans // 4))}"
                     if (org_index, trace) not in self.trace_anchor:
                         self.trace_anchor[(org_index, trace)] = self.anchor()
-                    siblings = sum(1 for k in self.newest if k[:2] == (org_index, trace))
+                    siblings = len({k for k in [*self.newest, *batch]
+                                    if k[:2] == (org_index, trace)})
                     span_id = f"{trace}-{siblings}"
                     created += 1
                 elif known and roll < 0.6:  # the whole trace moves (days, months)
                     _, trace, _ = rng.choice(known)
                     self.trace_anchor[(org_index, trace)] = self.anchor()
-                    for key in [k for k in self.newest if k[:2] == (org_index, trace)]:
+                    # Every span of the trace, those new in this request too: its spans
+                    # stay within QUERY_TRACE_MAX_DAYS of each other.
+                    for key in sorted({k for k in [*self.newest, *batch]
+                                       if k[:2] == (org_index, trace)}):
                         batch[key] = self.version(org_index, trace, key[2])
                     continue
                 elif known:
@@ -269,8 +273,11 @@ def check_org(work: Workload, org_index: int) -> None:
                  and trace_matches(traces[t], summary, filters)),
                 key=lambda s: (parse(s["start_time"]), s["trace_id"]), reverse=True)
             got = walk(key, "/api/v1/traces", **window(w), **filters, limit=rng.choice([3, 50]))
-            assert [i["trace_id"] for i in got] == [s["trace_id"] for s in expected], (
-                w, filters)
+            got_ids, expected_ids = [i["trace_id"] for i in got], [s["trace_id"] for s in expected]
+            assert got_ids == expected_ids, (
+                w, filters, [(i, summaries.get(i["trace_id"]), traces.get(i["trace_id"]))
+                             for i in got if i["trace_id"] not in expected_ids],
+                [s for s in expected if s["trace_id"] not in got_ids])
             for item, summary in zip(got, expected, strict=True):
                 assert close(strip_item(item), summary), (item, summary)
 
