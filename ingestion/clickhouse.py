@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from llmops.clickhouse_schema import MaterializedView, Table
+from llmops.clickhouse_schema import Alter, MaterializedView, Table
 
 
 def spans() -> Table:
@@ -54,6 +54,35 @@ INDEX idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 4
     )
 
 
+def span_is_deleted() -> Alter:
+    """A tombstone: the newest version of a span moved to another day (another sort key),
+    so the drain writes, at the old key, a row with the new version and is_deleted = 1. FINAL
+    keeps it over the old version there, and every reader drops it (`is_deleted = 0`,
+    applied after FINAL)."""
+    return Alter(spans(), "ADD COLUMN IF NOT EXISTS is_deleted UInt8 DEFAULT 0 AFTER version")
+
+
+def span_keys() -> Table:
+    """Where each span's newest version is stored: the drain looks up a batch's spans here
+    to know when a new version moved to another day and needs a tombstone at the old one."""
+    return Table(
+        name="span_keys",
+        columns="""
+org_id UInt64,
+trace_id String,
+span_id String,
+start_time DateTime64(6, 'UTC'),
+version UInt64
+""",
+        engine="ReplacingMergeTree(version)",
+        order_by="(org_id, trace_id, span_id)",
+        ttl=f"toDateTime(start_time) + INTERVAL {settings.CLICKHOUSE_SPANS_TTL_DAYS} DAY",
+        # Looked up by a few keys at a time: small granules read little.
+        settings={"index_granularity": 256},
+        shard_key="cityHash64(org_id)",  # as spans
+    )
+
+
 def span_content() -> Table:
     return Table(
         name="span_content",
@@ -76,9 +105,9 @@ last_seen DateTime64(3, 'UTC') DEFAULT now64(3)
 def trace_index() -> Table:
     """Per-trace facts for listing traces, one row per (trace, day of its spans, insert).
 
-    Every column is a duplicate-insensitive aggregate (min, max, set union): a span stored
-    twice (a client resending it, a replayed backfill) changes nothing here, while sums and
-    counts would double; those are read from `spans FINAL` for the traces of one page only.
+    Every column is a duplicate-insensitive aggregate (min, max, set union) over every
+    version ever stored, superseded ones and tombstones included: a superset that names the
+    candidate traces of a listing; the newest versions (`spans FINAL`) of those decide.
     `ingested` in the key keeps each insert apart, so a listing can read the traces as they
     stood at one instant (its snapshot) while spans keep arriving.
     """

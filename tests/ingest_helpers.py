@@ -110,7 +110,7 @@ def stored_spans(org_id: int) -> list[dict]:
             ON ci.content_hash = s.input_hash
         LEFT JOIN (SELECT * FROM span_content FINAL WHERE org_id = {org:UInt64}) AS co
             ON co.content_hash = s.output_hash
-        WHERE s.org_id = {org:UInt64}
+        WHERE s.org_id = {org:UInt64} AND s.is_deleted = 0
         ORDER BY s.trace_id, s.span_id
         """,
         parameters={"org": org_id},
@@ -120,7 +120,8 @@ def stored_spans(org_id: int) -> list[dict]:
 
 def count_rows(org_id: int, final: bool = False) -> int:
     return get_client().command(
-        f"SELECT count() FROM spans {'FINAL' if final else ''} WHERE org_id = {{o:UInt64}}",
+        f"SELECT count() FROM spans {'FINAL' if final else ''} WHERE org_id = {{o:UInt64}}"
+        + (" AND is_deleted = 0" if final else ""),
         parameters={"o": org_id},
     )
 

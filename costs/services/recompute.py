@@ -60,7 +60,7 @@ def rebuild_rollups(*, org_id: int, days: list[date]) -> None:
         client.command(statement, settings={"mutations_sync": 2})
     view = cost_hourly_view()
     spans = (f"(SELECT * FROM {view.source.name} FINAL WHERE org_id = {int(org_id)}"
-             f" AND toDate(start_time) IN ({day_list}))")
+             f" AND toDate(start_time) IN ({day_list}) AND is_deleted = 0)")
     insert_settings = {"insert_deduplicate": 0}  # the same sums as a past rebuild must land
     if cluster():
         insert_settings["distributed_foreground_insert"] = 1
@@ -85,6 +85,7 @@ def recompute_costs(*, org_id: int, start: datetime, end: datetime) -> Recompute
     try:
         with reader.query_rows_stream(
                 f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans FINAL WHERE org_id = {{org:UInt64}}"
+                " AND is_deleted = 0"
                 " AND start_time >= {lo:DateTime64(6, 'UTC')}"
                 " AND start_time < {hi:DateTime64(6, 'UTC')}",
                 parameters={"org": org_id, "lo": start, "hi": end}) as rows:

@@ -165,8 +165,12 @@ def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
             ("spans FINAL", the_plan.scan, "start_time", SPAN_MEASURES, 1)):
         if ranges:
             selected = ", ".join(f"{exprs[side]} AS {name}" for name, exprs in keys.items())
+            # Tombstones (a span's version moved to another day) are no spans; in the
+            # rollups they make their day inexact, so that day is read from here.
+            live = " AND is_deleted = 0" if side else ""
             parts.append(f"SELECT {selected}, {measures} FROM {table}"
-                         f" WHERE org_id = {{org:UInt64}} AND ({_ranges_sql(column, ranges)})"
+                         f" WHERE org_id = {{org:UInt64}}{live}"
+                         f" AND ({_ranges_sql(column, ranges)})"
                          f" GROUP BY {names}")
     sums = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
     return (f"SELECT {names}, {sums} FROM ({' UNION ALL '.join(parts)})"

@@ -10,8 +10,9 @@ from django.conf import settings
 from ingestion.query.params import encode_cursor, fingerprint, resolve_window
 from llmops.clickhouse import get_client
 
-# Duplicates of a span share its start date, hence its month partition: FINAL need not
-# merge across partitions.
+# Versions of a span on one day share its sort key, hence its month partition; one moved to
+# another day left a tombstone at the old key (`is_deleted`, dropped by every read after
+# FINAL). So FINAL need not merge across partitions.
 FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 # Spans nested deeper than this are listed at the top level (with their parent_span_id), so
 # a pathological chain cannot exhaust the JSON encoder's nesting limit.
@@ -21,17 +22,43 @@ SPAN_COLUMNS = """trace_id, span_id, parent_span_id, name, kind, status, status_
     start_time, end_time, duration_ms, model, provider, input_tokens, output_tokens,
     cached_input_tokens, total_tokens, cost, session_id, user_id, tags, metadata, environment"""
 
-# Trace-level filters over the trace_index rows of one trace (a trace matches if any of its
-# spans does); each placeholder is filled from the parameter of the same name.
+# Trace-level filters over the newest versions of a trace's spans (a trace matches if any
+# of them does); each placeholder is filled from the parameter of the same name.
 TRACE_FILTERS = {
+    "user_id": "max(user_id = {user_id:String})",
+    "session_id": "max(session_id = {session_id:String})",
+    "model": "max(model = {model:String})",
+    "tag": "max(has(tags, {tag:String}))",
+    "environment": "max(environment = {environment:String})",
+    "name": "positionCaseInsensitiveUTF8(root_name, {name:String}) > 0",
+    "status": "erred = ({status:String} = 'error')",
+}
+# The same filters over trace_index, which unites every version ever stored: a trace whose
+# newest versions match matches here too (a superset), so these only narrow the candidates.
+# A root name or an "ok" status can change with a version; those are not prefiltered.
+TRACE_PREFILTERS = {
     "user_id": "max(has(users, {user_id:String}))",
     "session_id": "max(has(sessions, {session_id:String}))",
     "model": "max(has(models, {model:String}))",
     "tag": "max(has(tags, {tag:String}))",
     "environment": "max(has(environments, {environment:String}))",
-    "name": "positionCaseInsensitiveUTF8(tupleElement(min(root), 3), {name:String}) > 0",
-    "status": "max(has_error) = ({status:String} = 'error')",
+    "status": "({status:String} != 'error' OR max(has_error) = 1)",
 }
+# Per-trace figures over its spans' newest versions (`spans FINAL WHERE is_deleted = 0`).
+# SQL aliases differ from column names: ClickHouse would read a column name inside an
+# aggregate as the alias of that aggregate.
+TRACE_AGGREGATES = """
+            min(start_time) AS started,
+            if(count(end_time) = 0, NULL, max(coalesce(end_time, start_time))) AS ended,
+            count() AS spans_n,
+            sum(input_tokens) AS tokens_in,
+            sum(output_tokens) AS tokens_out,
+            sum(cost) AS cost_sum,
+            max(status = 'error') AS erred,
+            tupleElement(min((parent_span_id != '', start_time, name)), 3) AS root_name,
+            argMinIf(user_id, start_time, user_id != '') AS first_user,
+            argMinIf(session_id, start_time, session_id != '') AS first_session,
+            arraySort(groupUniqArrayArray(CAST(tags, 'Array(String)'))) AS trace_tags"""
 # Span-level filters, for span search.
 SPAN_FILTERS = {
     "user_id": "user_id = {user_id:String}",
@@ -84,22 +111,26 @@ def to_json(value) -> bytes:
 
 def _json_default(value):
     if isinstance(value, Decimal):
-        return str(value)
+        return decimal_text(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def decimal_text(value: Decimal) -> str:
+    """A cost as the cost report prints it: fixed point, 12 decimals ("0.000000000000", never
+    "0E-12")."""
+    return f"{value:.12f}"
 
 
 # -- traces ----------------------------------------------------------------------------
 
 def _trace_item(row: dict) -> dict:
-    # SQL aliases differ from column names: ClickHouse would read a column name inside an
-    # aggregate as the alias of that aggregate.
-    start, end = row["started"], row["ended"]
+    start, end = row["started"], row["ended"]  # end: None when no span has an end_time
     return {
         "trace_id": row["trace_id"],
         "name": row["root_name"],
         "start_time": start,
         "end_time": end,
-        "duration_ms": (end - start) / timedelta(milliseconds=1),
+        "duration_ms": None if end is None else (end - start) / timedelta(milliseconds=1),
         "span_count": row["spans_n"],
         "input_tokens": row["tokens_in"],
         "output_tokens": row["tokens_out"],
@@ -125,81 +156,104 @@ def trace_summaries(*, org_id: int, trace_ids: list[str],
         parameters.update(lo=micros(days[0]), hi=micros(days[1]),
                           slack=settings.QUERY_TRACE_MAX_DAYS)
     rows = _rows(f"""
-        SELECT trace_id,
-            min(start_time) AS started,
-            max(coalesce(end_time, start_time)) AS ended,
-            count() AS spans_n,
-            sum(input_tokens) AS tokens_in,
-            sum(output_tokens) AS tokens_out,
-            sum(cost) AS cost_sum,
-            max(status = 'error') AS erred,
-            tupleElement(min((parent_span_id != '', start_time, name)), 3) AS root_name,
-            argMinIf(user_id, start_time, user_id != '') AS first_user,
-            argMinIf(session_id, start_time, session_id != '') AS first_session,
-            arraySort(groupUniqArrayArray(CAST(tags, 'Array(String)'))) AS trace_tags
+        SELECT trace_id, {TRACE_AGGREGATES}
         FROM spans FINAL
         WHERE org_id = {{org:UInt64}} AND trace_id IN {{ids:Array(String)}} {day_bounds}
+            AND is_deleted = 0
         GROUP BY trace_id
         {FINAL_SETTINGS}
     """, parameters)
     return {row["trace_id"]: _trace_item(row) for row in rows}
 
 
+def _day_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def list_traces(*, org_id: int, params: dict) -> dict:
-    """A page of traces, newest first. A walk (first page, then its cursors) reads the
-    trace_index as it stood at the first page, minus QUERY_LIST_SETTLE_MS: traces move
-    neither in nor out of it nor between its pages while spans keep arriving, so each
-    trace is listed exactly once."""
+    """A page of traces, newest first, judged on the newest version of each span.
+
+    trace_index (every version ever stored) names the candidates: traces with spans indexed
+    on a day, that any version matches the filters of. Their spans' newest versions
+    (`spans FINAL`) then decide: start, filters, order. A trace starts on the day its first
+    span (newest version) is indexed, so the window is read in day ranges from its end back
+    (1, 2, 4, ... days) until the page is full: a long window costs what its newest days do.
+    A walk (first page, then its cursors) reads what was stored at the first page, minus
+    QUERY_LIST_SETTLE_MS: spans arriving meanwhile neither add traces nor move them between
+    pages, so each trace is listed once (a span resent meanwhile drops out of the walk)."""
     limit = params.get("limit") or settings.QUERY_DEFAULT_LIMIT
-    parameters = {"org": org_id, "slack": settings.QUERY_TRACE_MAX_DAYS, "limit": limit + 1}
     position = params.get("cursor")
     if position:
         start, end = from_micros(position["from"]), from_micros(position["to"])
-        snapshot = "{snap:Int64}"
-        parameters.update(snap=position["snap"], after_start=position["start"],
-                          after_trace=position["trace"])
+        snap = position["snap"]
+        upper = min(end, from_micros(position["start"]) + timedelta(microseconds=1))
     else:
         start, end = resolve_window(params.get("from"), params.get("to"))
-        snapshot = "toUnixTimestamp64Milli(now64(3)) - {settle:Int64}"
-        parameters["settle"] = settings.QUERY_LIST_SETTLE_MS
-    parameters.update(start=micros(start), end=micros(end))
-    having = [f"started >= {at('start')}", f"started < {at('end')}"]
-    if position:
-        having.append(f"(started, trace_id) < ({at('after_start')}, {{after_trace:String}})")
-    for name, condition in TRACE_FILTERS.items():
-        if name in params:
-            having.append(condition)
-            parameters[name] = params[name]
-    page = _rows(f"""
-        WITH {snapshot} AS snap
-        SELECT trace_id, min(trace_start) AS started, any(snap) AS snapshot
-        FROM trace_index
-        WHERE org_id = {{org:UInt64}}
-            AND day >= toDate({at('start')}) - {{slack:UInt16}}
-            AND day <= toDate({at('end')}) + {{slack:UInt16}}
-            AND ingested <= fromUnixTimestamp64Milli(snap, 'UTC')
-        GROUP BY trace_id
-        HAVING {' AND '.join(having)}
-        ORDER BY started DESC, trace_id DESC
-        LIMIT {{limit:UInt32}}
-    """, parameters)
-    more, page = len(page) > limit, page[:limit]
-    days = (page[-1]["started"], page[0]["started"]) if page else None
-    summaries = trace_summaries(org_id=org_id, trace_ids=[r["trace_id"] for r in page],
-                                days=days)
+        snap = micros(datetime.now(UTC)) // 1000 - settings.QUERY_LIST_SETTLE_MS
+        upper = end
+    rows: list[dict] = []
+    days = 1
+    while upper > start and len(rows) <= limit:
+        lower = max(start, _day_floor(upper - timedelta(microseconds=1))
+                    - timedelta(days=days - 1))
+        rows += _trace_range(org_id=org_id, params=params, lower=lower, upper=upper,
+                             snap=snap, limit=limit + 1 - len(rows))
+        upper, days = lower, days * 2
+    more, page = len(rows) > limit, rows[:limit]
     next_cursor = None
     if more:
         last = page[-1]
         next_cursor = encode_cursor("traces", {
             "filters": fingerprint(params), "from": micros(start), "to": micros(end),
-            "snap": last["snapshot"], "start": micros(last["started"]),
-            "trace": last["trace_id"],
+            "snap": snap, "start": micros(last["started"]), "trace": last["trace_id"],
         })
-    return {
-        "from": start, "to": end,
-        "items": [summaries[r["trace_id"]] for r in page if r["trace_id"] in summaries],
-        "next_cursor": next_cursor,
-    }
+    return {"from": start, "to": end, "items": [_trace_item(row) for row in page],
+            "next_cursor": next_cursor}
+
+
+def _trace_range(*, org_id: int, params: dict, lower: datetime, upper: datetime, snap: int,
+                 limit: int) -> list[dict]:
+    """The traces starting in [lower, upper) that match, newest first, at most `limit`."""
+    parameters = {"org": org_id, "slack": settings.QUERY_TRACE_MAX_DAYS, "limit": limit,
+                  "snap": snap, "lower": micros(lower), "upper": micros(upper)}
+    having = [f"started >= {at('lower')}", f"started < {at('upper')}"]
+    position = params.get("cursor")
+    if position:
+        having.append(f"(started, trace_id) < ({at('after_start')}, {{after_trace:String}})")
+        parameters.update(after_start=position["start"], after_trace=position["trace"])
+    prefilters = ["1"]
+    for name, condition in TRACE_FILTERS.items():
+        if name in params:
+            having.append(condition)
+            prefilters.append(TRACE_PREFILTERS.get(name, "1"))
+            parameters[name] = params[name]
+    last_day = f"toDate({at('upper')} - INTERVAL 1 MICROSECOND)"
+    # A trace's spans lie within QUERY_TRACE_MAX_DAYS of each other (the slack): one
+    # starting in the range has its first span indexed on a day of the range, the others
+    # at most that many days later, where the prefilters look for them too.
+    return _rows(f"""
+        SELECT trace_id, {TRACE_AGGREGATES}
+        FROM spans FINAL
+        WHERE org_id = {{org:UInt64}}
+            AND toDate(start_time) >= toDate({at('lower')}) - {{slack:UInt16}}
+            AND toDate(start_time) <= {last_day} + {{slack:UInt16}}
+            AND trace_id IN (
+                SELECT trace_id FROM trace_index
+                WHERE org_id = {{org:UInt64}}
+                    AND day >= toDate({at('lower')}) AND day <= {last_day} + {{slack:UInt16}}
+                    AND ingested <= fromUnixTimestamp64Milli({{snap:Int64}}, 'UTC')
+                GROUP BY trace_id
+                HAVING countIf(day <= {last_day}) > 0
+                    AND minIf(trace_start, day <= {last_day}) < {at('upper')}
+                    AND {' AND '.join(prefilters)})
+            AND is_deleted = 0
+            AND toDateTime64(ingested_at, 3) <= fromUnixTimestamp64Milli({{snap:Int64}}, 'UTC')
+        GROUP BY trace_id
+        HAVING {' AND '.join(having)}
+        ORDER BY started DESC, trace_id DESC
+        LIMIT {{limit:UInt32}}
+        {FINAL_SETTINGS}
+    """, parameters)
 
 
 def _span_item(row: dict, content: dict[str, tuple[str, str]] | None = None) -> dict:
@@ -271,7 +325,7 @@ def get_trace(*, org_id: int, trace_id: str) -> dict | None:
     rows = _rows(f"""
         SELECT {SPAN_COLUMNS}, input_hash, output_hash
         FROM spans FINAL
-        WHERE org_id = {{org:UInt64}} AND trace_id = {{trace:String}}
+        WHERE org_id = {{org:UInt64}} AND trace_id = {{trace:String}} AND is_deleted = 0
         ORDER BY start_time, span_id
         LIMIT {{limit:UInt32}}
         {FINAL_SETTINGS}
@@ -293,7 +347,8 @@ def get_trace(*, org_id: int, trace_id: str) -> dict | None:
         "root_name": min(rows, key=lambda r: (r["parent_span_id"] != "", r["start_time"],
                                               r["name"]))["name"],
         "started": min(r["start_time"] for r in rows),
-        "ended": max(r["end_time"] or r["start_time"] for r in rows),
+        "ended": (max(r["end_time"] or r["start_time"] for r in rows)
+                  if any(r["end_time"] for r in rows) else None),
         "spans_n": len(rows),
         "tokens_in": sum(r["input_tokens"] for r in rows),
         "tokens_out": sum(r["output_tokens"] for r in rows),
@@ -313,7 +368,7 @@ def session_traces(*, org_id: int, session_id: str) -> dict | None:
     limit = settings.QUERY_SESSION_MAX_TRACES
     ids = [row["trace_id"] for row in _rows(f"""
         SELECT trace_id FROM spans FINAL
-        WHERE org_id = {{org:UInt64}} AND session_id = {{session:String}}
+        WHERE org_id = {{org:UInt64}} AND session_id = {{session:String}} AND is_deleted = 0
         GROUP BY trace_id
         ORDER BY min(start_time), trace_id
         LIMIT {{limit:UInt32}}
@@ -338,7 +393,7 @@ def search_spans(*, org_id: int, params: dict) -> dict:
     else:
         start, end = resolve_window(params.get("from"), params.get("to"))
     parameters = {"org": org_id, "start": micros(start), "end": micros(end), "limit": limit + 1}
-    where = ["org_id = {org:UInt64}", f"start_time >= {at('start')}",
+    where = ["org_id = {org:UInt64}", "is_deleted = 0", f"start_time >= {at('start')}",
              f"start_time < {at('end')}"]
     if position:
         where.append(f"(start_time, trace_id, span_id) < ({at('after_start')}, "
@@ -387,7 +442,7 @@ def span_metrics(*, org_id: int, params: dict) -> dict:
             sum(output_tokens) AS tokens_out,
             sum(total_tokens) AS tokens_total
         FROM spans FINAL
-        WHERE org_id = {{org:UInt64}}
+        WHERE org_id = {{org:UInt64}} AND is_deleted = 0
             AND start_time >= {at('start')} AND start_time < {at('end')}
         GROUP BY bucket_start, grp
         ORDER BY bucket_start, grp

@@ -32,14 +32,15 @@ from ingestion.services.lease import Lease
 from ingestion.services.partitions import InFlightRecord, lease_key, topic_id
 from ingestion.services.rows import (
     CONTENT_COLUMNS,
-    SPAN_COLUMNS,
+    KEY_COLUMNS,
+    SPAN_INSERT_COLUMNS,
     RowBuilder,
     SpanEntry,
     UnbuildableSpan,
     content_rows,
 )
 from llmops import metrics
-from llmops.clickhouse import new_client
+from llmops.clickhouse import get_client, new_client
 from llmops.clickhouse_errors import is_retryable, is_transient
 from llmops.kafka import new_consumer, retrying, watermarks
 from llmops.retry import RetryPolicy
@@ -297,7 +298,13 @@ class PartitionDrainer:
                 parked.append((message, f"span could not be built: {exc}"))
         started = time.monotonic()
         isolate = batch.attempts >= settings.DRAIN_MAX_BATCH_ATTEMPTS
-        stored = self._insert_entries(rows.entries, batch.token, parked, isolate=isolate)
+        entries = self._versions_to_store(rows.entries)
+        stored = self._insert_entries(entries, batch.token, parked, isolate=isolate)
+        if stored:
+            # After the spans: a replay finds the same previous versions, builds the same
+            # tombstones, and the spans insert is dropped by its token.
+            self._insert("span_keys", KEY_COLUMNS, [entry.key_row() for entry in stored],
+                         batch.token + ":keys")
         self.stats.insert_seconds.append(time.monotonic() - started)
         metrics.DRAIN_INSERT_SECONDS.observe(self.stats.insert_seconds[-1])
         metrics.DRAIN_BATCH_SPANS.observe(len(stored))
@@ -308,6 +315,46 @@ class PartitionDrainer:
         self.stats.batches += 1
         self.stats.messages += len(batch.messages)
         self.stats.spans += len(spans)
+
+    def _versions_to_store(self, entries: list[SpanEntry]) -> list[SpanEntry]:
+        """The entries to store, each marked with the start of the span's previous version
+        when that is on another day (a tombstone with its version goes there); a version
+        older than one already on another day is left out (it is superseded).
+
+        All versions of a span come through one partition (keyed by org and trace) and a
+        partition's batches are stored one after another, so span_keys, plus the batch's
+        own versions taken in version order, says where the previous version is."""
+        if not entries:
+            return []
+        keys = {(e.span.org_id, e.span.trace_id, e.span.span_id) for e in entries}
+        try:
+            # The thread's reader client: the insert client's tight timeouts are for inserts.
+            found = get_client().query(
+                "SELECT org_id, trace_id, span_id, start_time, version FROM span_keys FINAL"
+                " WHERE org_id IN {orgs:Array(UInt64)} AND trace_id IN {traces:Array(String)}",
+                parameters={"orgs": sorted({k[0] for k in keys}),
+                            "traces": sorted({k[1] for k in keys})}).result_rows
+        except Exception as exc:
+            if is_transient(exc) or is_retryable(exc):
+                raise DrainInterrupted(f"ClickHouse unavailable: {exc}") from exc
+            raise
+        previous = {(r[0], r[1], r[2]): (r[3], r[4]) for r in found}
+        keep = set()
+        for index, entry in sorted(enumerate(entries), key=lambda e: e[1].span.version):
+            span = entry.span
+            key = (span.org_id, span.trace_id, span.span_id)
+            entry.moved_from = None
+            if key in previous:
+                start, version = previous[key]
+                if start.date() != span.start_time.date():
+                    if version > span.version:
+                        continue  # a newer version is stored on another day
+                    if version < span.version:
+                        entry.moved_from = start
+            if key not in previous or previous[key][1] <= span.version:
+                previous[key] = (span.start_time, span.version)
+            keep.add(index)
+        return [entry for index, entry in enumerate(entries) if index in keep]
 
     def _park(self, parked: list[tuple[object, str]]) -> None:
         if not parked:
@@ -336,7 +383,8 @@ class PartitionDrainer:
             # Content first: a span never points at a body that is not stored.
             self._insert("span_content", CONTENT_COLUMNS, content_rows(entries),
                          token + ":content", retry=not isolate)
-            self._insert("spans", SPAN_COLUMNS, [entry.span.row() for entry in entries],
+            self._insert("spans", SPAN_INSERT_COLUMNS,
+                         [row for entry in entries for row in entry.span_rows()],
                          token, retry=not isolate)
             return entries
         except DrainInterrupted:

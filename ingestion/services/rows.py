@@ -53,6 +53,10 @@ class StoredSpan(msgspec.Struct, frozen=True):
 
 
 SPAN_COLUMNS = list(StoredSpan.__struct_fields__)
+# What the drain inserts into spans: a span (is_deleted 0) or a tombstone (1, see
+# ingestion.clickhouse.span_is_deleted).
+SPAN_INSERT_COLUMNS = [*SPAN_COLUMNS, "is_deleted"]
+KEY_COLUMNS = ["org_id", "trace_id", "span_id", "start_time", "version"]
 CONTENT_COLUMNS = ["org_id", "content_hash", "format", "content"]
 # cost is a Decimal64(12): an Int64 of 10^-12 dollars, so about $9.2M at most.
 MAX_COST = Decimal(2**63 - 1).scaleb(-12)
@@ -112,6 +116,36 @@ class SpanEntry:
     message: object
     span: StoredSpan
     content: list[list] = field(default_factory=list)
+    # The start of the previous version, when it was stored on another day: a tombstone
+    # with this span's version goes there.
+    moved_from: datetime | None = None
+
+    def span_rows(self) -> list[tuple]:
+        rows = [(*self.span.row(), 0)]
+        if self.moved_from is not None:
+            rows.append(tombstone_row(self.span, self.moved_from))
+        return rows
+
+    def key_row(self) -> tuple:
+        span = self.span
+        return span.org_id, span.trace_id, span.span_id, span.start_time, span.version
+
+
+_TOMBSTONE_DEFAULTS = {
+    name: value for name, value in zip(SPAN_COLUMNS, StoredSpan(
+        0, "", "", "", "", "", "", "", datetime(1970, 1, 1, tzinfo=UTC), None, "", "", "",
+        "", 0, 0, 0, 0, 0, "", Decimal(0), "", 0, "", "", [], {}, "",
+        datetime(1970, 1, 1, tzinfo=UTC), 0).row(), strict=True)}
+
+
+def tombstone_row(span: StoredSpan, start_time: datetime) -> tuple:
+    """A row that supersedes, at `start_time`'s key, every older version of `span`; its
+    other fields are empty (readers never show it; the cost rollups count it as a second
+    row of that span, so reports read that day from spans)."""
+    values = {**_TOMBSTONE_DEFAULTS, "org_id": span.org_id, "trace_id": span.trace_id,
+              "span_id": span.span_id, "start_time": start_time,
+              "received_at": span.received_at, "version": span.version}
+    return (*values.values(), 1)
 
 
 def content_rows(entries: list[SpanEntry]) -> list[list]:

@@ -2,19 +2,24 @@
 
 from django.db import transaction
 
-from ingestion.clickhouse import span_content, spans
+from costs.clickhouse import cost_hourly
+from ingestion.clickhouse import span_content, span_keys, spans, trace_index
 from llmops.clickhouse import get_client
 from operations.models import TtlChange
 
-# The tables whose rows age out, and the time column each one's TTL counts from.
+# The tables whose rows age out, and the time column each one's TTL counts from: spans,
+# and every table derived from them, so no listing or report counts what spans no longer hold.
 TTL_TABLES = {"spans": (spans, "toDateTime(start_time)"),
-              "span_content": (span_content, "toDateTime(last_seen)")}
+              "span_content": (span_content, "toDateTime(last_seen)"),
+              "span_keys": (span_keys, "toDateTime(start_time)"),
+              "trace_index": (trace_index, "day"),
+              "cost_hourly": (cost_hourly, "hour")}
 
 
 @transaction.atomic
 def set_spans_ttl(*, days: int, reason: str, changed_by: str) -> list[TtlChange]:
-    """Set the TTL of spans and their content to `days`; ClickHouse drops older rows in its
-    next merges (MODIFY TTL re-applies it to existing parts)."""
+    """Set the TTL of spans, their content and the tables derived from them to `days`;
+    ClickHouse drops older rows in its next merges (MODIFY TTL re-applies it to existing parts)."""
     if days < 1:
         raise ValueError("days must be at least 1")
     client = get_client()
