@@ -162,7 +162,6 @@ class RowBuilder:
 
     def __init__(self) -> None:
         self.entries: list[SpanEntry] = []
-        self.org_ids: set[int] = set()
 
     @staticmethod
     def _content_ref(org_id: int, value, content: list[list]) -> str:
@@ -180,7 +179,6 @@ class RowBuilder:
         except Exception as exc:
             raise UnbuildableSpan(f"{type(exc).__name__}: {exc}") from exc
         self.entries.append(entry)
-        self.org_ids.add(entry.span.org_id)
         return entry
 
     def _build(self, message: SpanMessage | StoredSpanMessage, source) -> SpanEntry:
