@@ -87,21 +87,27 @@ class DeadLetterCount:
     not_replayed: int  # of those, the ones `replay_dead_letters` has not re-published
 
 
+def _positions(consumer, topic: str) -> list[tuple[int, int, int, int]]:
+    """(partition, low, first not replayed, end) of each dead-letter partition: the replay
+    group's committed offset marks what was re-published already."""
+    ends = end_offsets(consumer, topic)
+    committed = retrying(lambda: consumer.committed(
+        [TopicPartition(topic, tp.partition) for tp in ends], timeout=10))
+    positions = []
+    for end, done in zip(ends, committed, strict=True):
+        low, _ = watermarks(consumer, topic, end.partition)
+        positions.append((end.partition, low, max(low, done.offset), end.offset))
+    return positions
+
+
 def dead_letter_count() -> DeadLetterCount:
-    topic = settings.KAFKA_DEAD_LETTER_TOPIC
     consumer = new_consumer(**{"group.id": replay_group()})
     try:
-        ends = end_offsets(consumer, topic)
-        committed = retrying(lambda: consumer.committed(
-            [TopicPartition(topic, tp.partition) for tp in ends], timeout=10))
-        parked = waiting = 0
-        for end, done in zip(ends, committed, strict=True):
-            low, _ = watermarks(consumer, topic, end.partition)
-            parked += end.offset - low
-            waiting += end.offset - max(low, done.offset)
-        return DeadLetterCount(parked, waiting)
+        positions = _positions(consumer, settings.KAFKA_DEAD_LETTER_TOPIC)
     finally:
         consumer.close()
+    return DeadLetterCount(parked=sum(end - low for _, low, _, end in positions),
+                           not_replayed=sum(end - start for _, _, start, end in positions))
 
 
 @dataclass
@@ -129,14 +135,9 @@ def replay_dead_letters(*, since: datetime | None = None, reason: str = "",
     report = ReplayReport()
     consumer = new_consumer(**{"group.id": replay_group()})
     try:
-        ends = end_offsets(consumer, topic)
-        committed = retrying(lambda: consumer.committed(
-            [TopicPartition(topic, tp.partition) for tp in ends], timeout=10))
-        for end, done in zip(ends, committed, strict=True):
-            low, _ = watermarks(consumer, topic, end.partition)
-            start = max(low, done.offset)
-            if start < end.offset:
-                _replay_partition(consumer, end.partition, start, end.offset,
+        for partition, _, start, end in _positions(consumer, topic):
+            if start < end:
+                _replay_partition(consumer, partition, start, end,
                                   since=since, reason=reason, dry_run=dry_run, report=report)
     finally:
         consumer.close()
