@@ -137,6 +137,8 @@ class SpansView(APIView):
             body["sampled_out"] = result.sampled_out
         if result.warnings:
             body["warnings"] = result.warnings
+        if result.truncated:
+            body["truncated"] = result.truncated
         if result.rejected:
             body["rejected"] = result.rejected
             return Response(body, status=status.HTTP_207_MULTI_STATUS)

@@ -176,6 +176,10 @@ def test_a_one_and_a_half_megabyte_span_is_stored_truncated_with_the_rest_of_the
     assert response.status_code == 202, response.content
     assert response["Content-Type"] == "application/json"
     assert response.json()["accepted"] == 3
+    # The answer names what was cut, so a client knows without reading the span back.
+    assert response.json()["truncated"] == [
+        {"index": 1, "span_id": "big-s1", "fields": ["input"]},
+        {"index": 2, "span_id": "big-s2", "fields": ["output"]}]
     drain_everything()
     rows = {row["span_id"]: row for row in stored_spans(org.id)}
     assert sorted(rows) == ["big-s0", "big-s1", "big-s2"]

@@ -233,6 +233,9 @@ class SpansAccepted(serializers.Serializer):
     sampled_out = serializers.IntegerField(required=False, help_text="Dropped by sampling.")
     warnings = serializers.ListField(child=serializers.CharField(), required=False,
                                      help_text="e.g. `unknown field ignored: colour`.")
+    truncated = serializers.ListField(child=serializers.DictField(), required=False, help_text=(
+        "Spans accepted with `input`/`output` cut to INGEST_MAX_CONTENT_BYTES: "
+        "`{index, span_id, fields}`."))
 
 
 class SpanRejection(serializers.Serializer):

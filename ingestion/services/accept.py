@@ -52,6 +52,8 @@ class AcceptResult:
     accepted: int = 0
     sampled_out: int = 0
     rejected: list[dict] = field(default_factory=list)
+    # Accepted with content cut to INGEST_MAX_CONTENT_BYTES: {index, span_id, fields}.
+    truncated: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -259,6 +261,11 @@ def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptR
             if message is None:
                 _reject(result, index, raw, errors)
                 continue
+            cut = [name for name in ("input", "output")
+                   if ORIGINAL_BYTES_KEY.format(name=name) in span.metadata]
+            if cut:
+                result.truncated.append({"index": index, "span_id": span.span_id,
+                                         "fields": cut})
         messages.append((key, message))
     # Only now, every message known to fit: produce() refuses an oversized one at once, after
     # the request's earlier messages were queued.
