@@ -87,7 +87,15 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = VAR_DIR / "static"  # filled by `collectstatic` (make run, the image, the tests)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names (base.<hash>.css) and gzip beside them: WhiteNoise serves a hashed file
+    # with `Cache-Control: max-age=315360000, public, immutable`, so a CDN in front can keep
+    # it for good; a new version has a new name. Templates need the manifest collectstatic
+    # writes (a {% static %} of a file not collected is an error, not a broken link).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
