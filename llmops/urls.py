@@ -3,7 +3,11 @@
 from django.contrib import admin
 from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 from health_check.views import HealthCheckView
 
 from llmops.metrics import render
@@ -37,6 +41,9 @@ urlpatterns = [
     path("api/v1/", include("evaluation.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema",
+                                                     template_name="llmops/redoc.html"),
+         name="redoc"),
     path("health/", HealthCheckView.as_view(checks=readiness_checks()), name="health"),
     path("health/live", liveness, name="health-live"),
     path("metrics", metrics, name="metrics"),

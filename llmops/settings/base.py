@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: no CDN at page load
     "health_check",
     "operations",
     "ingestion",
@@ -61,7 +62,7 @@ WSGI_APPLICATION = "llmops.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "llmops" / "templates"],  # the project's own (the Redoc page)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -108,6 +109,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "LLMOps trace platform API",
     "DESCRIPTION": "Ingest LLM spans, read traces, costs and quality scores back.",
     "VERSION": "1.0.0",
+    # /api/docs/ and /api/redoc/ load their scripts from our static files (the pinned
+    # drf-spectacular-sidecar package), never from a CDN: they work on a machine offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Two choice sets share the field name `status`: name each (spans', scores').
     "ENUM_NAME_OVERRIDES": {"SpanStatusEnum": ["ok", "error"],
                             "ScoreStatusEnum": ["ok", "skipped", "failed", "fallback"]},
