@@ -1,5 +1,6 @@
 """URL routes: admin, API v1, OpenAPI docs, health."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
@@ -27,6 +28,11 @@ def liveness(request):
     # No dependency is touched: the process answers, so it is alive.
     return HttpResponse("ok\n", content_type="text/plain")
 
+
+# The admin says whose it is, not "Django administration".
+admin.site.site_header = f"{settings.PRODUCT_NAME} administration"
+admin.site.site_title = f"{settings.PRODUCT_NAME} admin"
+admin.site.index_title = "Operations, keys, prices and evaluators"
 
 # Under /api/ and /v1/ every error is JSON with a `detail`; elsewhere Django's pages.
 handler400 = "llmops.api_errors.bad_request"

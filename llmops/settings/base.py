@@ -87,6 +87,9 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# The product's name where people read it: the admin's header and title, the docs.
+PRODUCT_NAME = env("PRODUCT_NAME", "llmops")
+
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"  # filled by `collectstatic` (make run, the image, the tests)
 STORAGES = {
