@@ -369,7 +369,7 @@ def tags_of(attributes: dict) -> list[str]:
     value = json_or_text(first(attributes, TAG_KEYS))
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [str(tag) for tag in value if tag is not None]
     return []
 
