@@ -177,12 +177,47 @@ def as_float(value: Any) -> float | None:
         return None
 
 
-def first(attributes: dict, keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        value = attributes.get(key)
-        if value is not None and value != "":
-            return value
-    return None
+# Every simple alias: key -> (our field, rank); the lowest rank present wins. Content has
+# sources that are not one attribute (events, flattened messages): they hold the missing
+# ranks and are only looked at when no better-ranked attribute is there.
+CONTENT_IN = {"langfuse.observation.input": 0, "gen_ai.input.messages": 1,
+              "gen_ai.tool.call.arguments": 2,  # 3: events, 4: gen_ai.prompt.N.*
+              # 5: llm.input_messages.N.* (OpenInference's messages before its input.value)
+              "input.value": 6, "langfuse.trace.input": 7, "traceloop.entity.input": 8}
+CONTENT_OUT = {"langfuse.observation.output": 0, "gen_ai.output.messages": 1,
+               "gen_ai.tool.call.result": 2, "output.value": 6, "langfuse.trace.output": 7,
+               "traceloop.entity.output": 8}
+ALIASES: dict[str, tuple[str, int]] = {
+    key: (name, rank)
+    for name, keys in (("model", MODEL_KEYS), ("provider", PROVIDER_KEYS),
+                       ("session_id", SESSION_KEYS), ("user_id", USER_KEYS),
+                       ("tags", TAG_KEYS), ("environment", ENVIRONMENT_KEYS),
+                       ("cost", COST_KEYS), ("input_tokens", INPUT_TOKEN_KEYS),
+                       ("output_tokens", OUTPUT_TOKEN_KEYS),
+                       ("cached_input_tokens", CACHED_TOKEN_KEYS),
+                       ("cache_write_tokens", CACHE_WRITE_TOKEN_KEYS),
+                       ("total_tokens", TOTAL_TOKEN_KEYS))
+    for rank, key in enumerate(keys)
+}
+ALIASES.update({key: ("input", rank) for key, rank in CONTENT_IN.items()})
+ALIASES.update({key: ("output", rank) for key, rank in CONTENT_OUT.items()})
+ALIAS_KEYS = frozenset(ALIASES)
+NOTHING = (99, None, "")
+
+
+def pick_aliases(attributes: dict) -> dict[str, tuple[int, Any, str]]:
+    """{field: (rank, value, key)} of the best-ranked alias present for each field: one pass
+    over the aliases the span has, not a look-up of every alias of every field."""
+    picked: dict[str, tuple[int, Any, str]] = {}
+    for key in ALIAS_KEYS.intersection(attributes):
+        value = attributes[key]
+        if value is None or value == "":
+            continue
+        name, rank = ALIASES[key]
+        held = picked.get(name)
+        if held is None or rank < held[0]:
+            picked[name] = (rank, value, key)
+    return picked
 
 
 def time_of(nanos: int) -> datetime:
@@ -208,44 +243,47 @@ def unflatten(attributes: dict, prefix: str, strip: str = "") -> list[dict] | No
     return [messages[index] for index in sorted(messages)]
 
 
-def usage_details(attributes: dict) -> dict | None:
-    details = json_or_text(attributes.get("langfuse.observation.usage_details"))
-    return details if isinstance(details, dict) else None
-
-
 def _sum_known(details: dict, keys: tuple[str, ...]) -> int | None:
     values = [as_int(details.get(key)) for key in keys if details.get(key) is not None]
     values = [value for value in values if value is not None]
     return sum(values) if values else None
 
 
-def usage_of(attributes: dict) -> dict | None:
-    details = usage_details(attributes) or {}
-    cached = _sum_known(details, LANGFUSE_CACHE_READ)
-    write = _sum_known(details, LANGFUSE_CACHE_WRITE)
-    input_tokens = as_int(details.get("input"))
-    if input_tokens is not None:
-        # Langfuse's `input` leaves out the cache: ours counts every prompt token.
-        input_tokens += (cached or 0) + (write or 0)
-    output_tokens = as_int(details.get("output"))
-    if output_tokens is not None:
-        output_tokens += _sum_known(details, LANGFUSE_REASONING) or 0
-    total = as_int(details.get("total"))
+def _picked_int(picked: dict, name: str) -> int | None:
+    held = picked.get(name)
+    return as_int(held[1]) if held else None
 
+
+def usage_of(attributes: dict, picked: dict) -> dict | None:
+    """Langfuse's usage_details first (its `input` leaves out the cache and its `output` the
+    reasoning tokens: added back), then the GenAI and OpenInference counts; a total only from
+    a total sent or input + output, never a sum of keys we do not know."""
+    details = json_or_text(attributes.get("langfuse.observation.usage_details"))
+    input_tokens = output_tokens = cached = write = total = None
+    if isinstance(details, dict):
+        cached = _sum_known(details, LANGFUSE_CACHE_READ)
+        write = _sum_known(details, LANGFUSE_CACHE_WRITE)
+        input_tokens = as_int(details.get("input"))
+        if input_tokens is not None:
+            input_tokens += (cached or 0) + (write or 0)
+        output_tokens = as_int(details.get("output"))
+        if output_tokens is not None:
+            output_tokens += _sum_known(details, LANGFUSE_REASONING) or 0
+        total = as_int(details.get("total"))
     if input_tokens is None:
-        input_tokens = as_int(first(attributes, INPUT_TOKEN_KEYS))
+        input_tokens = _picked_int(picked, "input_tokens")
     if output_tokens is None:
-        output_tokens = as_int(first(attributes, OUTPUT_TOKEN_KEYS))
+        output_tokens = _picked_int(picked, "output_tokens")
     if cached is None:
-        cached = as_int(first(attributes, CACHED_TOKEN_KEYS))
+        cached = _picked_int(picked, "cached_input_tokens")
     if write is None:
-        write = as_int(first(attributes, CACHE_WRITE_TOKEN_KEYS))
+        write = _picked_int(picked, "cache_write_tokens")
     if total is None:
-        total = as_int(first(attributes, TOTAL_TOKEN_KEYS))
+        total = _picked_int(picked, "total_tokens")
     if input_tokens is None and (cached is not None or write is not None):
         input_tokens = (cached or 0) + (write or 0)  # the cache is part of the prompt
     if total is None and (input_tokens is not None or output_tokens is not None):
-        total = (input_tokens or 0) + (output_tokens or 0)  # never a sum of unknown keys
+        total = (input_tokens or 0) + (output_tokens or 0)
     usage = {name: value for name, value in (
         ("input_tokens", input_tokens), ("output_tokens", output_tokens),
         ("cached_input_tokens", cached), ("cache_write_tokens", write),
@@ -253,7 +291,7 @@ def usage_of(attributes: dict) -> dict | None:
     return usage or None
 
 
-def cost_of(attributes: dict) -> float | None:
+def cost_of(attributes: dict, picked: dict) -> float | None:
     details = json_or_text(attributes.get("langfuse.observation.cost_details"))
     if isinstance(details, dict):
         total = as_float(details.get("total"))
@@ -263,7 +301,8 @@ def cost_of(attributes: dict) -> float | None:
             total = sum(parts) if parts else None
         if total is not None:
             return total
-    return as_float(first(attributes, COST_KEYS))
+    held = picked.get("cost")
+    return as_float(held[1]) if held else None
 
 
 def kind_of(attributes: dict, model: str) -> str:
@@ -279,16 +318,6 @@ def kind_of(attributes: dict, model: str) -> str:
     if isinstance(value, str) and value.lower() in TRACELOOP_KINDS:
         return TRACELOOP_KINDS[value.lower()]
     return "llm" if model else "other"
-
-
-def _content_value(attributes: dict, key: str, mime_key: str) -> Any:
-    value = attributes.get(key)
-    if value is None:
-        return None
-    mime = attributes.get(mime_key)
-    if isinstance(mime, str) and "json" in mime:
-        return json_or_text(value)
-    return value
 
 
 def _genai_input(attributes: dict) -> Any:
@@ -328,45 +357,37 @@ def _event_content(events: list[OtlpEvent]) -> tuple[Any, Any, set[int]]:
             details_out if details_out is not None else outputs or None, used)
 
 
-def content_of(attributes: dict, events: list[OtlpEvent]) -> tuple[Any, Any, set[int]]:
-    """(input, output, indexes of events read as messages), each by the table's order."""
-    event_in, event_out, used = _event_content(events) if events else (None, None, set())
-    candidates_in = (
-        lambda: json_or_text(attributes.get("langfuse.observation.input")),
-        lambda: _genai_input(attributes),
-        lambda: json_or_text(attributes.get("gen_ai.tool.call.arguments")),
-        lambda: event_in,
-        lambda: unflatten(attributes, "gen_ai.prompt."),
-        # OpenInference: the messages when it recorded them (an LLM span), else input.value.
-        lambda: unflatten(attributes, "llm.input_messages.", "message."),
-        lambda: _content_value(attributes, "input.value", "input.mime_type"),
-        lambda: json_or_text(attributes.get("langfuse.trace.input")),
-        lambda: json_or_text(attributes.get("traceloop.entity.input")),
-    )
-    candidates_out = (
-        lambda: json_or_text(attributes.get("langfuse.observation.output")),
-        lambda: json_or_text(attributes.get("gen_ai.output.messages")),
-        lambda: json_or_text(attributes.get("gen_ai.tool.call.result")),
-        lambda: event_out,
-        lambda: unflatten(attributes, "gen_ai.completion."),
-        lambda: unflatten(attributes, "llm.output_messages.", "message."),
-        lambda: _content_value(attributes, "output.value", "output.mime_type"),
-        lambda: json_or_text(attributes.get("langfuse.trace.output")),
-        lambda: json_or_text(attributes.get("traceloop.entity.output")),
-    )
-    return _first_of(candidates_in), _first_of(candidates_out), used
+def _attribute_content(attributes: dict, key: str, value: Any) -> Any:
+    if key == "gen_ai.input.messages":
+        return _genai_input(attributes)
+    if key in ("input.value", "output.value"):
+        mime = attributes.get(key[:-len("value")] + "mime_type")
+        # OpenInference says when its value is JSON; anything else stays text.
+        return json_or_text(value) if isinstance(mime, str) and "json" in mime else value
+    return json_or_text(value)
 
 
-def _first_of(candidates) -> Any:
-    for candidate in candidates:
-        value = candidate()
-        if value is not None:
-            return value
-    return None
+def _content(attributes: dict, held: tuple, from_events: Any, flat: tuple[str, str, str],
+             has_flat: tuple[bool, bool]) -> Any:
+    """The best-ranked content: an attribute alias, else (by rank) events, the flattened GenAI
+    messages, OpenInference's messages."""
+    rank, value, key = held
+    value = _attribute_content(attributes, key, value) if key else None
+    if rank > 3 and from_events is not None:
+        return from_events
+    if rank > 4 and has_flat[0]:
+        messages = unflatten(attributes, flat[0])
+        if messages is not None:
+            return messages
+    if rank > 5 and has_flat[1]:
+        messages = unflatten(attributes, flat[1], flat[2])
+        if messages is not None:
+            return messages
+    return value
 
 
-def tags_of(attributes: dict) -> list[str]:
-    value = json_or_text(first(attributes, TAG_KEYS))
+def tags_of(value: Any) -> list[str]:
+    value = json_or_text(value)
     if isinstance(value, str):
         return [value]
     if isinstance(value, list | tuple):
@@ -382,28 +403,6 @@ def _langfuse_metadata_value(value: Any) -> Any:
         except orjson.JSONDecodeError:
             return value
     return scalar(value)
-
-
-def metadata_of(attributes: dict) -> dict[str, Any]:
-    """The client's own metadata, lowest precedence first so higher ones overwrite."""
-    metadata: dict[str, Any] = {}
-    traceloop = "traceloop.association.properties."
-    trace_prefix, observation_prefix = "langfuse.trace.metadata.", "langfuse.observation.metadata."
-    langfuse_trace, langfuse_observation = {}, {}
-    for key, value in attributes.items():
-        if key.startswith(traceloop):
-            metadata[key[len(traceloop):]] = scalar(value)
-        elif key.startswith(trace_prefix):
-            langfuse_trace[key[len(trace_prefix):]] = _langfuse_metadata_value(value)
-        elif key.startswith(observation_prefix):
-            langfuse_observation[key[len(observation_prefix):]] = _langfuse_metadata_value(value)
-    for key in ("metadata", "langfuse.trace.metadata", "langfuse.observation.metadata"):
-        whole = json_or_text(attributes.get(key))
-        if isinstance(whole, dict):
-            metadata.update({name: scalar(value) for name, value in whole.items()})
-    metadata.update(langfuse_trace)
-    metadata.update(langfuse_observation)
-    return metadata
 
 
 def _cut(text: str, limit: int) -> str:
@@ -431,6 +430,50 @@ def _limits() -> tuple[int, int]:
     return settings.OTLP_MAX_EVENTS_BYTES, settings.OTLP_MAX_ATTRIBUTE_CHARS
 
 
+TRACELOOP_PROPERTIES = "traceloop.association.properties."
+LANGFUSE_TRACE_METADATA = "langfuse.trace.metadata."
+LANGFUSE_OBSERVATION_METADATA = "langfuse.observation.metadata."
+# Langfuse attributes no field holds, kept in metadata under these names.
+LANGFUSE_KEPT = {"langfuse.observation.model.parameters": "model_parameters",
+                 "langfuse.observation.completion_start_time": "completion_start_time",
+                 "langfuse.observation.prompt.name": "prompt_name",
+                 "langfuse.observation.prompt.version": "prompt_version",
+                 "langfuse.version": "version", "langfuse.release": "release"}
+WHOLE_METADATA_KEYS = ("metadata", "langfuse.trace.metadata", "langfuse.observation.metadata")
+
+
+def _own_attributes(own: dict, metadata: dict, max_chars: int) -> tuple[dict, dict, dict, set]:
+    """One pass over the span's own attributes: the ones no field reads go into `metadata` as
+    `attributes.<key>`; returns the client's metadata by source (Traceloop, Langfuse trace,
+    Langfuse observation) and which flattened-message prefixes are present."""
+    traceloop: dict = {}
+    langfuse_trace: dict = {}
+    langfuse_observation: dict = {}
+    flat: set[str] = set()
+    for key, value in own.items():
+        if key in CONSUMED_KEYS:
+            continue
+        if key.startswith(CONSUMED_PREFIXES):
+            if key.startswith(TRACELOOP_PROPERTIES):
+                traceloop[key[len(TRACELOOP_PROPERTIES):]] = scalar(value)
+            elif key.startswith(LANGFUSE_TRACE_METADATA):
+                langfuse_trace[key[len(LANGFUSE_TRACE_METADATA):]] = \
+                    _langfuse_metadata_value(value)
+            elif key.startswith(LANGFUSE_OBSERVATION_METADATA):
+                langfuse_observation[key[len(LANGFUSE_OBSERVATION_METADATA):]] = \
+                    _langfuse_metadata_value(value)
+            elif key in LANGFUSE_KEPT:
+                metadata[LANGFUSE_KEPT[key]] = scalar(value)
+            elif key.startswith(("gen_ai.prompt.", "gen_ai.completion.",
+                                 "llm.input_messages.", "llm.output_messages.")):
+                flat.add(key[:key.index(".", key.index(".") + 1) + 1])
+            continue
+        value = scalar(value)
+        metadata[ATTRIBUTE_PREFIX + key] = (_cut(value, max_chars) if isinstance(value, str)
+                                            else value)
+    return traceloop, langfuse_trace, langfuse_observation, flat
+
+
 def map_span(span: OtlpSpan, scope: Scope, *, max_events_bytes: int | None = None,
              max_attribute_chars: int | None = None) -> dict:
     """Our span (a dict for accept_spans) from an OTLP span and its resource and scope."""
@@ -439,7 +482,8 @@ def map_span(span: OtlpSpan, scope: Scope, *, max_events_bytes: int | None = Non
     own = span.attributes
     # A span's attribute beats its resource's; the table's order decides among aliases.
     attributes = {**scope.resource, **own} if scope.resource else own
-    model = first(attributes, MODEL_KEYS)
+    picked = pick_aliases(attributes)
+    model = picked.get("model", NOTHING)[1]
     model = str(model) if model is not None else ""
     kind = kind_of(attributes, model)
     name = span.name
@@ -459,25 +503,38 @@ def map_span(span: OtlpSpan, scope: Scope, *, max_events_bytes: int | None = Non
     if langfuse_message:
         status_message = str(langfuse_message)
 
-    content_in, content_out, used_events = content_of(attributes, span.events)
-
     metadata = dict(scope.resource_metadata)
     if span.kind:
         metadata[SPAN_KIND_KEY] = OTEL_SPAN_KINDS[span.kind] if 0 <= span.kind < 6 else span.kind
-    for key, value in own.items():
-        if key in CONSUMED_KEYS or key.startswith(CONSUMED_PREFIXES):
-            continue
-        value = scalar(value)
-        metadata[ATTRIBUTE_PREFIX + key] = (_cut(value, max_attribute_chars)
-                                            if isinstance(value, str) else value)
+    traceloop, langfuse_trace, langfuse_observation, flat = _own_attributes(
+        own, metadata, max_attribute_chars)
+
+    event_in = event_out = None
     if span.events:
+        event_in, event_out, used_events = _event_content(span.events)
         events = events_json(span.events, used_events, max_events_bytes)
         if events is not None:
             metadata[EVENTS_KEY] = events
+    content_in = _content(attributes, picked.get("input", NOTHING), event_in,
+                          ("gen_ai.prompt.", "llm.input_messages.", "message."),
+                          ("gen_ai.prompt." in flat, "llm.input_messages." in flat))
+    content_out = _content(attributes, picked.get("output", NOTHING), event_out,
+                           ("gen_ai.completion.", "llm.output_messages.", "message."),
+                           ("gen_ai.completion." in flat, "llm.output_messages." in flat))
+
     trace_name = attributes.get("langfuse.trace.name")
     if trace_name:
         metadata[TRACE_NAME_KEY] = str(trace_name)
-    metadata.update(metadata_of(attributes))
+    # The client's own metadata, lowest precedence first so higher ones overwrite.
+    metadata.update(traceloop)
+    for key in WHOLE_METADATA_KEYS:
+        whole = attributes.get(key)
+        if whole is not None:
+            whole = json_or_text(whole)
+            if isinstance(whole, dict):
+                metadata.update({name: scalar(value) for name, value in whole.items()})
+    metadata.update(langfuse_trace)
+    metadata.update(langfuse_observation)
 
     ours: dict[str, Any] = {
         "trace_id": span.trace_id,
@@ -492,25 +549,22 @@ def map_span(span: OtlpSpan, scope: Scope, *, max_events_bytes: int | None = Non
         "model": model,
         "metadata": metadata,
     }
-    provider = first(attributes, PROVIDER_KEYS)
-    if provider is not None:
-        ours["provider"] = str(provider)
+    for key in ("provider", "session_id", "user_id", "environment"):
+        held = picked.get(key)
+        if held is not None:
+            ours[key] = str(held[1])
     if content_in is not None:
         ours["input"] = content_in
     if content_out is not None:
         ours["output"] = content_out
-    usage = usage_of(attributes)
+    usage = usage_of(attributes, picked)
     if usage:
         ours["usage"] = usage
-    cost = cost_of(attributes)
+    cost = cost_of(attributes, picked)
     if cost is not None:
         ours["cost"] = cost
-    for key, keys in (("session_id", SESSION_KEYS), ("user_id", USER_KEYS),
-                      ("environment", ENVIRONMENT_KEYS)):
-        value = first(attributes, keys)
-        if value is not None:
-            ours[key] = str(value)
-    tags = tags_of(attributes)
-    if tags:
-        ours["tags"] = tags
+    if "tags" in picked:
+        tags = tags_of(picked["tags"][1])
+        if tags:
+            ours["tags"] = tags
     return ours
