@@ -160,7 +160,14 @@ def any_value(data: bytes) -> Any:
 
 
 def _pb_attributes(attributes) -> dict[str, Any]:
-    return {key: any_value(value) for key, value in attributes.items()}
+    read = {}
+    for key, data in attributes.items():
+        # A string under 128 bytes, the commonest value, without a call: tag, length, text.
+        if len(data) > 1 and data[0] == 0x0A and data[1] < 0x80 and len(data) == data[1] + 2:
+            read[key] = data[2:].decode(errors="replace")
+        else:
+            read[key] = any_value(data)
+    return read
 
 
 def decode_protobuf(body: bytes) -> DecodedRequest:
