@@ -245,16 +245,25 @@ def json_int(value: Any) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value)
+        return int(value) if value == value and abs(value) != float("inf") else 0
     if isinstance(value, str) and value:
         try:
             return int(value)
         except ValueError:
             try:
                 return int(float(value))
-            except ValueError:
+            except (ValueError, OverflowError):  # "1e999" is infinity
                 return 0
     return 0
+
+
+MAX_FIXED64 = 2**64 - 1
+
+
+def _nanos(value: Any) -> int:
+    """A time in Unix nanoseconds, 0 (absent) unless it fits the protobuf's fixed64."""
+    nanos = json_int(value)
+    return nanos if 0 < nanos <= MAX_FIXED64 else 0
 
 
 def _json_value(value: Any) -> Any:
@@ -326,7 +335,7 @@ def _json_span(span: dict) -> tuple[OtlpSpan | None, str | None, str]:
     trace_id = json_id(_get(span, "traceId", "trace_id"), 16)
     span_id = json_id(_get(span, "spanId", "span_id"), 8)
     problem = _id_problem(trace_id, span_id)
-    start = json_int(_get(span, "startTimeUnixNano", "start_time_unix_nano"))
+    start = _nanos(_get(span, "startTimeUnixNano", "start_time_unix_nano"))
     if problem is None and not start:
         problem = "startTimeUnixNano missing"
     if problem:
@@ -336,14 +345,14 @@ def _json_span(span: dict) -> tuple[OtlpSpan | None, str | None, str]:
     for event in span.get("events") or ():
         if isinstance(event, dict):
             events.append(OtlpEvent(str(event.get("name") or ""),
-                                    json_int(_get(event, "timeUnixNano", "time_unix_nano")),
+                                    _nanos(_get(event, "timeUnixNano", "time_unix_nano")),
                                     _json_attributes(event.get("attributes"))))
     name = span.get("name")
     return OtlpSpan(
         trace_id, span_id, name if isinstance(name, str) else "", start,
         json_id(_get(span, "parentSpanId", "parent_span_id"), 8),
         _enum(span.get("kind"), _SPAN_KINDS),
-        json_int(_get(span, "endTimeUnixNano", "end_time_unix_nano")),
+        _nanos(_get(span, "endTimeUnixNano", "end_time_unix_nano")),
         _enum(status.get("code"), _STATUS_CODES), str(status.get("message") or ""),
         _json_attributes(span.get("attributes")), events), span_id, ""
 
@@ -362,6 +371,13 @@ def decode_json(body: bytes) -> DecodedRequest:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
+    try:
+        return _decode_json(payload)
+    except RecursionError as exc:
+        raise MalformedRequest("attribute values nested too deeply") from exc
+
+
+def _decode_json(payload: Any) -> DecodedRequest:
     if not isinstance(payload, dict):
         raise MalformedRequest("expected a JSON object (ExportTraceServiceRequest)")
     decoded = DecodedRequest()

@@ -164,7 +164,7 @@ def as_int(value: Any) -> int | None:
         return value
     try:
         return int(float(value)) if isinstance(value, float | str) else None
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or infinity
         return None
 
 

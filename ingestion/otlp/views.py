@@ -7,12 +7,12 @@ import orjson
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.views import APIView
 
@@ -141,6 +141,42 @@ def success_response(encoding: str, rejected: int, message: str) -> HttpResponse
     return HttpResponse(orjson.dumps(body), content_type=JSON)
 
 
+class PartialSuccess(serializers.Serializer):
+    rejectedSpans = serializers.CharField(help_text="How many spans were refused (int64).")  # noqa: N815
+    errorMessage = serializers.CharField(help_text=(  # noqa: N815
+        "Each refused or truncated span by id, and why."))
+
+
+class ExportAnswer(serializers.Serializer):
+    partialSuccess = PartialSuccess(required=False)  # noqa: N815
+
+
+class RpcStatus(serializers.Serializer):
+    code = serializers.IntegerField(help_text="google.rpc.Code")
+    message = serializers.CharField()
+
+
+def _documented_answers() -> dict:
+    """Each answer in both encodings: the request's decides (the 415 is always JSON)."""
+    answers = {(200, PROTOBUF): OpenApiResponse(OpenApiTypes.BINARY, description=(
+                   "ExportTraceServiceResponse; `partial_success` when spans were refused "
+                   "or truncated.")),
+               (200, JSON): OpenApiResponse(ExportAnswer, description=(
+                   "ExportTraceServiceResponse in OTLP JSON."))}
+    for code, what in ((400, "unreadable body"), (401, "no key, or a bad one"),
+                       (404, "no such endpoint"), (413, "body or span count too large"),
+                       (415, "unknown Content-Type or Content-Encoding"),
+                       (429, "over the org's rate; Retry-After"),
+                       (503, "read-only, or Kafka or a store down; Retry-After")):
+        answers[(code, JSON)] = OpenApiResponse(RpcStatus, description=f"google.rpc.Status: "
+                                                                       f"{what}")
+        if code != 415:
+            answers[(code, PROTOBUF)] = OpenApiResponse(OpenApiTypes.BINARY,
+                                                        description=f"google.rpc.Status: "
+                                                                    f"{what}")
+    return answers
+
+
 class OtlpTracesView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasOrg]
@@ -169,17 +205,7 @@ class OtlpTracesView(APIView):
             "`google.rpc.Status`; 429 and 503 carry Retry-After."
         ),
         request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
-        responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, description=(
-                "ExportTraceServiceResponse; `partialSuccess` when spans were refused or "
-                "truncated.")),
-            **{code: OpenApiResponse(OpenApiTypes.OBJECT, description=f"google.rpc.Status "
-                                     f"({what})")
-               for code, what in ((400, "unreadable body"), (401, "no or bad key"),
-                                  (413, "body too large"), (415, "unknown content type"),
-                                  (429, "rate limit, Retry-After"),
-                                  (503, "paused or Kafka down, Retry-After"))},
-        },
+        responses=_documented_answers(),
     )
     def post(self, request):
         encoding = encoding_of(request)
@@ -205,3 +231,9 @@ class OtlpTracesView(APIView):
             raise Unavailable(f"spans not stored, retry: {exc}",
                               settings.INGEST_RETRY_AFTER_S) from exc
         return success_response(encoding, outcome.rejected, outcome.error_message)
+
+
+@extend_schema_view(post=extend_schema(operation_id="otlp_traces_langfuse_path",
+                                       summary="Send traces over OTLP/HTTP (Langfuse's path)"))
+class LangfusePathTracesView(OtlpTracesView):
+    """The same door at /api/public/otel/v1/traces, where Langfuse SDKs send."""
