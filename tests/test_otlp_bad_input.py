@@ -261,3 +261,43 @@ def test_too_many_spans_in_one_request_is_413():
     response = post_otlp(key, request.SerializeToString(), content_type=PROTOBUF)
     assert response.status_code == 413
     assert "OTLP_MAX_SPANS_PER_REQUEST" in status_of(response).message
+
+
+def test_numbers_out_of_range_are_refused_per_span_not_a_500():
+    org, key = new_org()
+    payload = request_of(
+        json_span(TRACE, "00000000000000a1", "start past fixed64", startTimeUnixNano="1e999"),
+        json_span(TRACE, "00000000000000a2", "start huge", startTimeUnixNano=10**30),
+        json_span(TRACE, "00000000000000a3", "infinite tokens", attributes=[
+            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "1e999"}},
+            {"key": "gen_ai.usage.cost", "value": {"doubleValue": "Infinity"}}]),
+        json_span(TRACE, "00000000000000a4", "valid"),
+    )
+    response = post_otlp(key, json.dumps(payload).encode())  # orjson refuses 10**30
+    assert response.status_code == 200, response.content
+    message = response.json()["partialSuccess"]["errorMessage"]
+    assert "span 00000000000000a1 refused: startTimeUnixNano missing" in message
+    assert "span 00000000000000a2 refused: startTimeUnixNano missing" in message
+    assert "span 00000000000000a3 refused: cost:" in message
+    assert response.json()["partialSuccess"]["rejectedSpans"] == "3"
+    drain_everything()
+    assert [row["name"] for row in stored_spans(org.id)] == ["valid"]
+
+
+def test_protobuf_spans_without_ids_are_refused_and_the_rest_stored():
+    org, key = new_org()
+    spans = sdk_spans(3)
+    request = encode_spans(spans)
+    otlp = request.resource_spans[0].scope_spans[0].spans
+    no_trace_id = otlp[0].span_id.hex()
+    otlp[0].trace_id = b""
+    otlp[1].span_id = b"\x00" * 8
+    kept = otlp[2].span_id.hex()
+    response = post_otlp(key, request.SerializeToString(), content_type=PROTOBUF)
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == 2
+    assert f"span {no_trace_id} refused: traceId missing or invalid" in partial.error_message
+    assert "span 0000000000000000 refused: spanId missing or invalid" in partial.error_message
+    drain_everything()
+    assert [row["span_id"] for row in stored_spans(org.id)] == [kept]
