@@ -35,6 +35,8 @@ urlpatterns = [
     path("api/v1/", include("ingestion.urls")),
     path("api/v1/", include("costs.urls")),
     path("api/v1/", include("evaluation.urls")),
+    # Langfuse's public API as its SDKs call it: /ingestion, /scores, /projects.
+    path("api/public/", include("ingestion.langfuse.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/", HealthCheckView.as_view(checks=readiness_checks()), name="health"),
