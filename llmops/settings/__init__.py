@@ -11,5 +11,6 @@ from .ingestion import *  # noqa: F403
 from .kafka import *  # noqa: F403
 from .langfuse import *  # noqa: F403
 from .operations import *  # noqa: F403
+from .otlp import *  # noqa: F403
 from .query import *  # noqa: F403
 from .reliability import *  # noqa: F403
