@@ -1,0 +1,208 @@
+"""The real Langfuse SDKs, unchanged but for host and keys, against a live API (gunicorn on a
+free port, on this test run's stores): langfuse 2.60.10 (its own virtualenv, cached under
+var/venvs/langfuse2) through POST /api/public/ingestion, langfuse 5.x (the shared venv)
+through its OTLP exporter at /api/public/otel/v1/traces and POST /api/public/scores. Every
+stored field is compared with what the client sent."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from evaluation.services import scores
+from ingestion.models import ApiKey
+from tests.ingest_helpers import drain_everything, new_org, stored_spans
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LANGFUSE2 = "2.60.10"
+VENV2 = Path(settings.BASE_DIR) / "var" / "venvs" / "langfuse2"
+
+
+def langfuse2_python() -> Path:
+    """The langfuse 2.x virtualenv's python: created once, reused by later runs."""
+    python = VENV2 / "bin" / "python"
+    check = [str(python), "-c", f"import langfuse.version as v; assert v.__version__ == "
+                                f"'{LANGFUSE2}'"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV2)], check=True)
+    installed = subprocess.run([str(python), "-m", "pip", "install", "-q",
+                                f"langfuse=={LANGFUSE2}"], capture_output=True, text=True)
+    assert installed.returncode == 0, f"pip install langfuse=={LANGFUSE2}: {installed.stderr}"
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def live_api(subprocess_env):
+    """The API under gunicorn on a free loopback port, on this run's test stores."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "llmops.wsgi:application",
+         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
+         "--timeout", "60"],
+        cwd=settings.BASE_DIR, env=subprocess_env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health/live", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the API did not start: {server.stdout.read()}")
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+
+
+def run_client(python: Path | str, script: str, env: dict) -> dict:
+    """Run `script` with `python`; it prints one JSON line of what it sent, last."""
+    result = subprocess.run([str(python), "-c", textwrap.dedent(script)],
+                            env={**os.environ, **env}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def keys_for(org) -> dict:
+    _, secret = ApiKey.issue(org)
+    key = ApiKey.objects.filter(org=org).latest("id")
+    return {"LF_PUBLIC": key.public_id, "LF_SECRET": secret}
+
+
+def content(row: dict, name: str):
+    text = row[f"{name}_content"]
+    return text if row[f"{name}_format"] == "text" else json.loads(text)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+LANGFUSE2_SCRIPT = """
+    import json, logging, os, sys
+    from datetime import datetime
+    from langfuse import Langfuse
+
+    errors = []
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                errors.append(record.getMessage())
+    logging.getLogger("langfuse").addHandler(Collect())
+
+    base = datetime.fromisoformat(os.environ["BASE"])
+    ids = json.loads(os.environ["IDS"])
+    at = lambda seconds: base.replace(second=seconds)
+    lf = Langfuse(public_key=os.environ["LF_PUBLIC"], secret_key=os.environ["LF_SECRET"],
+                  host=os.environ["HOST"], flush_at=100, flush_interval=0.5, max_retries=1)
+    assert lf.auth_check()
+    trace = lf.trace(id=ids["trace"], name="support-chat", user_id="user-42",
+                     session_id="sess-42", tags=["prod", "v2"], metadata={"team": "search"},
+                     input={"question": "Where is my order?"}, timestamp=at(0),
+                     release="2026.11")
+    span = trace.span(id=ids["span"], name="retrieve", start_time=at(1),
+                      input={"query": "order"}, metadata={"index": "orders"})
+    span.end(end_time=at(2), output=["doc-1", "doc-2"])
+    generation = span.generation(
+        id=ids["generation"], name="answer", start_time=at(2), model="gpt-4o-mini",
+        model_parameters={"temperature": 0.1, "max_tokens": 256},
+        input=[{"role": "user", "content": "Where is my order?"}])
+    generation.end(end_time=at(4), output={"role": "assistant", "content": "On its way."},
+                   usage_details={"input": 50, "input_cached_tokens": 30, "output": 12,
+                                  "output_reasoning_tokens": 8, "total": 100},
+                   cost_details={"input": 0.0004, "output": 0.0002, "total": 0.0006},
+                   level="WARNING", status_message="slow upstream")
+    trace.event(id=ids["event"], name="cache-hit", start_time=at(3),
+                input={"key": "order-7"}, level="ERROR", status_message="stale entry")
+    trace.update(output="On its way.")
+    trace.score(id=ids["score"], name="helpfulness", value=0.9, comment="clear answer")
+    generation.score(id=ids["label"], name="tone", value="friendly", data_type="CATEGORICAL")
+    lf.flush()
+    lf.shutdown()
+    print(json.dumps({"errors": errors}))
+"""
+
+
+def test_langfuse_2_trace_span_generation_event_and_scores(live_api):
+    python = langfuse2_python()
+    org, _ = new_org()
+    drain_everything()
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    ids = {name: str(uuid.uuid4()) for name in (
+        "trace", "span", "generation", "event", "score", "label")}
+    sent = run_client(python, LANGFUSE2_SCRIPT, {
+        **keys_for(org), "HOST": live_api, "BASE": base.isoformat(), "IDS": json.dumps(ids)})
+    assert sent["errors"] == []
+    drain_everything()
+    rows = {row["span_id"]: row for row in stored_spans(org.id)}
+    assert set(rows) == {ids["trace"], ids["span"], ids["generation"], ids["event"]}
+    assert {row["trace_id"] for row in rows.values()} == {ids["trace"]}
+    trace = rows[ids["trace"]]
+    assert (trace["name"], trace["kind"], trace["parent_span_id"]) == (
+        "support-chat", "chain", "")
+    assert (trace["user_id"], trace["session_id"], list(trace["tags"])) == (
+        "user-42", "sess-42", ["prod", "v2"])
+    assert trace["metadata"]["team"] == "search"
+    assert trace["metadata"]["langfuse.release"] == "2026.11"
+    assert trace["start_time"] == base
+    assert content(trace, "input") == {"question": "Where is my order?"}
+    assert content(trace, "output") == "On its way."  # from trace.update(): merged
+    span = rows[ids["span"]]
+    assert (span["name"], span["kind"], span["parent_span_id"]) == (
+        "retrieve", "other", ids["trace"])
+    assert (span["start_time"], span["end_time"]) == (base.replace(second=1),
+                                                       base.replace(second=2))
+    assert content(span, "input") == {"query": "order"}
+    assert content(span, "output") == ["doc-1", "doc-2"]  # from span.end(): merged
+    assert span["metadata"]["index"] == "orders"
+    gen = rows[ids["generation"]]
+    assert (gen["name"], gen["kind"], gen["parent_span_id"], gen["model"]) == (
+        "answer", "llm", ids["span"], "gpt-4o-mini")
+    assert (gen["start_time"], gen["end_time"]) == (base.replace(second=2),
+                                                     base.replace(second=4))
+    assert content(gen, "input") == [{"role": "user", "content": "Where is my order?"}]
+    # Everything below came in the generation-update (generation.end()), merged in.
+    assert content(gen, "output") == {"role": "assistant", "content": "On its way."}
+    assert (gen["input_tokens"], gen["cached_input_tokens"], gen["output_tokens"],
+            gen["total_tokens"]) == (80, 30, 20, 100)
+    assert (gen["cost"], gen["cost_source"]) == (Decimal("0.0006"), "provided")
+    assert (gen["status"], gen["status_message"]) == ("ok", "slow upstream")
+    assert gen["metadata"]["langfuse.level"] == "WARNING"
+    assert gen["metadata"]["model_parameters.temperature"] == "0.1"
+    assert gen["metadata"]["model_parameters.max_tokens"] == "256"
+    event = rows[ids["event"]]
+    assert (event["name"], event["parent_span_id"], event["status"],
+            event["status_message"]) == ("cache-hit", ids["trace"], "error", "stale entry")
+    assert event["start_time"] == event["end_time"] == base.replace(second=3)
+    assert content(event, "input") == {"key": "order-7"}
+    stored = {row["score_id"]: row for row in scores.read(org_id=org.id,
+                                                           trace_id=ids["trace"])}
+    assert set(stored) == {ids["score"], ids["label"]}
+    score, label = stored[ids["score"]], stored[ids["label"]]
+    assert (score["evaluator"], score["value"], score["comment"], score["span_id"],
+            score["data_type"], score["source"]) == (
+        "helpfulness", 0.9, "clear answer", "", "numeric", "api")
+    assert (label["evaluator"], label["string_value"], label["span_id"],
+            label["data_type"]) == ("tone", "friendly", ids["generation"], "categorical")
