@@ -206,3 +206,91 @@ def test_langfuse_2_trace_span_generation_event_and_scores(live_api):
         "helpfulness", 0.9, "clear answer", "", "numeric", "api")
     assert (label["evaluator"], label["string_value"], label["span_id"],
             label["data_type"]) == ("tone", "friendly", ids["generation"], "categorical")
+
+
+LANGFUSE5_SCRIPT = """
+    import json, logging, os
+    from langfuse import Langfuse, propagate_attributes
+
+    errors = []
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                errors.append(record.getMessage())
+    logging.getLogger("langfuse").addHandler(Collect())
+    logging.getLogger("opentelemetry").addHandler(Collect())
+
+    lf = Langfuse(public_key=os.environ["LF_PUBLIC"], secret_key=os.environ["LF_SECRET"],
+                  host=os.environ["HOST"], environment="staging", release="r-5")
+    assert lf.auth_check()
+    with lf.start_as_current_observation(as_type="span", name="handle-request",
+                                         input={"question": "Is it in stock?"}) as root:
+        with propagate_attributes(user_id="user-5", session_id="sess-5", tags=["v5", "prod"],
+                                  metadata={"team": "search"}, trace_name="stock-check"):
+            with lf.start_as_current_observation(as_type="tool", name="lookup",
+                                                 input={"sku": 7}) as tool:
+                tool.update(output={"in_stock": True})
+            with lf.start_as_current_observation(
+                    as_type="generation", name="answer", model="gpt-4o",
+                    model_parameters={"temperature": 0.3},
+                    input=[{"role": "user", "content": "Is it in stock?"}]) as generation:
+                generation.update(
+                    output={"role": "assistant", "content": "Yes."},
+                    usage_details={"input": 40, "input_cached_tokens": 60, "output": 10,
+                                   "output_reasoning_tokens": 5, "total": 115},
+                    cost_details={"input": 0.001, "output": 0.0002, "total": 0.0012})
+            root.update(output="Yes.")
+    lf.create_score(name="accuracy", value=0.8, trace_id=root.trace_id,
+                    observation_id=generation.id, comment="checked", score_id=os.environ["SCORE"])
+    lf.create_score(name="resolved", value=1, data_type="BOOLEAN", trace_id=root.trace_id)
+    lf.flush()
+    lf.shutdown()
+    print(json.dumps({"errors": errors, "trace": root.trace_id, "root": root.id,
+                      "tool": tool.id, "generation": generation.id}))
+"""
+
+
+def test_langfuse_5_through_otlp_nested_generation_attributes_and_scores(live_api):
+    org, _ = new_org()
+    drain_everything()
+    score_id = str(uuid.uuid4())
+    sent = run_client(sys.executable, LANGFUSE5_SCRIPT,
+                      {**keys_for(org), "HOST": live_api, "SCORE": score_id})
+    assert sent["errors"] == []
+    drain_everything()
+    rows = {row["span_id"]: row for row in stored_spans(org.id)}
+    assert set(rows) == {sent["root"], sent["tool"], sent["generation"]}
+    assert {row["trace_id"] for row in rows.values()} == {sent["trace"]}
+    root, tool, gen = rows[sent["root"]], rows[sent["tool"]], rows[sent["generation"]]
+    assert (root["name"], root["kind"], root["parent_span_id"]) == ("handle-request", "other", "")
+    assert (tool["name"], tool["kind"], tool["parent_span_id"]) == ("lookup", "tool",
+                                                                    sent["root"])
+    assert (gen["name"], gen["kind"], gen["parent_span_id"]) == ("answer", "llm", sent["root"])
+    assert content(root, "input") == {"question": "Is it in stock?"}
+    assert content(root, "output") == "Yes."
+    assert content(tool, "input") == {"sku": 7}
+    assert content(tool, "output") == {"in_stock": True}
+    assert content(gen, "input") == [{"role": "user", "content": "Is it in stock?"}]
+    assert content(gen, "output") == {"role": "assistant", "content": "Yes."}
+    assert gen["model"] == "gpt-4o"
+    # usage_details: `input` excludes the cached tokens and `output` the reasoning ones.
+    assert (gen["input_tokens"], gen["cached_input_tokens"], gen["output_tokens"],
+            gen["total_tokens"]) == (100, 60, 15, 115)
+    assert (gen["cost"], gen["cost_source"]) == (Decimal("0.0012"), "provided")
+    # propagate_attributes: on every span opened inside it (and on the root it was set on).
+    for row in (root, tool, gen):
+        assert (row["user_id"], row["session_id"], sorted(row["tags"])) == (
+            "user-5", "sess-5", ["prod", "v5"]), row["span_id"]
+        assert row["metadata"]["team"] == "search", row["metadata"]
+        # The key the trace-level reads name a trace by (ingestion.query.selectors).
+        assert row["metadata"]["trace.name"] == "stock-check"
+        assert row["environment"] == "staging"
+    stored = {row["evaluator"]: row for row in scores.read(org_id=org.id,
+                                                           trace_id=sent["trace"])}
+    assert set(stored) == {"accuracy", "resolved"}
+    accuracy, resolved = stored["accuracy"], stored["resolved"]
+    assert (accuracy["score_id"], accuracy["value"], accuracy["span_id"], accuracy["comment"],
+            accuracy["data_type"], accuracy["source"]) == (
+        score_id, 0.8, sent["generation"], "checked", "numeric", "api")
+    assert (resolved["value"], resolved["data_type"], resolved["span_id"]) == (
+        1.0, "boolean", "")
