@@ -147,6 +147,7 @@ def test_generation_fields_map_to_ours(org_and_client):
         event("generation-create", {
             "id": legacy, "traceId": trace, "name": "legacy usage", "startTime": at(0),
             "endTime": at(1), "model": "gpt-4o-mini", "level": "WARNING",
+            "metadata": ["not", "an", "object"],
             "usage": {"promptTokens": 11, "completionTokens": 4, "totalTokens": 15}}),
     ])
     assert response.json()["errors"] == [], response.content
@@ -171,6 +172,7 @@ def test_generation_fields_map_to_ours(org_and_client):
     old = rows[legacy]
     assert (old["input_tokens"], old["output_tokens"], old["total_tokens"]) == (11, 4, 15)
     assert (old["status"], old["metadata"]["langfuse.level"]) == ("ok", "WARNING")
+    assert json.loads(old["metadata"]["metadata"]) == ["not", "an", "object"]
 
 
 def test_an_update_before_its_create_in_another_request_is_merged(org_and_client):

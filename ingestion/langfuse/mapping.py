@@ -176,6 +176,8 @@ def check_trace_body(body: dict) -> None:
 
 
 def _metadata(merged_meta: dict, extra: dict) -> dict:
+    """Merged metadata keys, then `extra`. Metadata that was not an object (a string, a list)
+    is kept whole under the key `metadata` (it comes in `extra`)."""
     metadata = {str(key): scalar(value) for key, value in merged_meta.items()}
     metadata.update({key: scalar(value) for key, value in extra.items() if value is not None})
     return metadata
@@ -212,7 +214,8 @@ def observation_span(*, kind: str, fields: dict, metadata: dict, first_seen: dat
     if cost is not None:
         span["cost"] = cost
     parameters = fields.get("modelParameters")
-    extra = {"langfuse.observation_type": kind, "langfuse.version": fields.get("version"),
+    extra = {"metadata": fields.get("metadata"),  # only there when not an object
+             "langfuse.observation_type": kind, "langfuse.version": fields.get("version"),
              "langfuse.completion_start_time": fields.get("completionStartTime"),
              "langfuse.prompt_name": fields.get("promptName"),
              "langfuse.prompt_version": fields.get("promptVersion")}
@@ -230,7 +233,8 @@ def trace_span(*, fields: dict, metadata: dict, tags: list[str], first_seen: dat
     """The trace's root span from a trace's merged body: it carries the trace-level fields
     (name, user, session, tags, metadata, input/output), which count for the whole trace."""
     start = parse_time(fields.get("timestamp"), "body.timestamp") or first_seen
-    extra = {"langfuse.release": fields.get("release"), "langfuse.version": fields.get("version")}
+    extra = {"metadata": fields.get("metadata"), "langfuse.release": fields.get("release"),
+             "langfuse.version": fields.get("version")}
     if fields.get("public") is not None:
         extra["langfuse.public"] = fields["public"]
     return {
