@@ -115,3 +115,17 @@ def test_the_admin_shows_the_public_id(admin_client):
                               follow=True).content.decode()
     new_key = ApiKey.objects.get(org=org, name="x")
     assert f"public key {new_key.public_id}" in added
+
+
+def test_every_langfuse_path_refuses_a_wrong_public_id_and_stores_nothing():
+    org, raw = new_org()
+    other = ApiKey.issue(new_org()[0])[0]
+    client = basic_client(other.public_id, raw)
+    for path, body in (("/api/public/ingestion", {"batch": []}),
+                       ("/api/public/scores", {"traceId": "t", "name": "n", "value": 1}),
+                       ("/api/public/otel/v1/traces", {"resourceSpans": []})):
+        response = client.post(path, body, format="json")
+        assert response.status_code == 401, (path, response.content)
+        assert "does not belong to this secret key" in response.content.decode(), path
+    from evaluation.services import scores
+    assert scores.read(org_id=org.id) == []
