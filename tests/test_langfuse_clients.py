@@ -230,6 +230,10 @@ LANGFUSE5_SCRIPT = """
             with lf.start_as_current_observation(as_type="tool", name="lookup",
                                                  input={"sku": 7}) as tool:
                 tool.update(output={"in_stock": True})
+            with lf.start_as_current_observation(as_type="retriever", name="search",
+                                                 level="ERROR",
+                                                 status_message="index down") as retriever:
+                pass
             with lf.start_as_current_observation(
                     as_type="generation", name="answer", model="gpt-4o",
                     model_parameters={"temperature": 0.3},
@@ -246,7 +250,8 @@ LANGFUSE5_SCRIPT = """
     lf.flush()
     lf.shutdown()
     print(json.dumps({"errors": errors, "trace": root.trace_id, "root": root.id,
-                      "tool": tool.id, "generation": generation.id}))
+                      "tool": tool.id, "generation": generation.id,
+                      "retriever": retriever.id}))
 """
 
 
@@ -259,13 +264,16 @@ def test_langfuse_5_through_otlp_nested_generation_attributes_and_scores(live_ap
     assert sent["errors"] == []
     drain_everything()
     rows = {row["span_id"]: row for row in stored_spans(org.id)}
-    assert set(rows) == {sent["root"], sent["tool"], sent["generation"]}
+    assert set(rows) == {sent["root"], sent["tool"], sent["generation"], sent["retriever"]}
     assert {row["trace_id"] for row in rows.values()} == {sent["trace"]}
     root, tool, gen = rows[sent["root"]], rows[sent["tool"]], rows[sent["generation"]]
     assert (root["name"], root["kind"], root["parent_span_id"]) == ("handle-request", "other", "")
     assert (tool["name"], tool["kind"], tool["parent_span_id"]) == ("lookup", "tool",
                                                                     sent["root"])
     assert (gen["name"], gen["kind"], gen["parent_span_id"]) == ("answer", "llm", sent["root"])
+    retriever = rows[sent["retriever"]]
+    assert (retriever["kind"], retriever["status"], retriever["status_message"]) == (
+        "retrieval", "error", "index down")
     assert content(root, "input") == {"question": "Is it in stock?"}
     assert content(root, "output") == "Yes."
     assert content(tool, "input") == {"sku": 7}
@@ -278,7 +286,7 @@ def test_langfuse_5_through_otlp_nested_generation_attributes_and_scores(live_ap
             gen["total_tokens"]) == (100, 60, 15, 115)
     assert (gen["cost"], gen["cost_source"]) == (Decimal("0.0012"), "provided")
     # propagate_attributes: on every span opened inside it (and on the root it was set on).
-    for row in (root, tool, gen):
+    for row in (root, tool, gen, retriever):
         assert (row["user_id"], row["session_id"], sorted(row["tags"])) == (
             "user-5", "sess-5", ["prod", "v5"]), row["span_id"]
         assert row["metadata"]["team"] == "search", row["metadata"]
