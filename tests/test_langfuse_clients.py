@@ -4,6 +4,7 @@ var/venvs/langfuse2) through POST /api/public/ingestion, langfuse 5.x (the share
 through its OTLP exporter at /api/public/otel/v1/traces and POST /api/public/scores. Every
 stored field is compared with what the client sent."""
 
+import base64
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import textwrap
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 from django.conf import settings
 
 from evaluation.services import scores
+from ingestion.langfuse.merge import locked
 from ingestion.models import ApiKey
 from tests.ingest_helpers import drain_everything, new_org, stored_spans
 
@@ -302,3 +305,69 @@ def test_langfuse_5_through_otlp_nested_generation_attributes_and_scores(live_ap
         score_id, 0.8, sent["generation"], "checked", "numeric", "api")
     assert (resolved["value"], resolved["data_type"], resolved["span_id"]) == (
         1.0, "boolean", "")
+
+
+
+def basic_token(org) -> str:
+    keys = keys_for(org)
+    return base64.b64encode(f"{keys['LF_PUBLIC']}:{keys['LF_SECRET']}".encode()).decode()
+
+
+def send_batch(url: str, token: str, batch: list) -> dict:
+    request = urllib.request.Request(
+        f"{url}/api/public/ingestion", data=json.dumps({"batch": batch}).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 207
+        return json.loads(response.read())
+
+
+def test_concurrent_updates_of_one_observation_end_with_every_field(live_api):
+    """Requests that merge the same observation at once: the version published last (the
+    one reads take) holds what every one of them merged."""
+    org, _ = new_org()
+    drain_everything()
+    token = basic_token(org)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    trace, gen = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def update(index: int) -> dict:
+        return send_batch(live_api, token, [{
+            "id": str(uuid.uuid4()), "type": "generation-update",
+            "timestamp": iso(start + timedelta(seconds=index)),
+            "body": {"id": gen, "traceId": trace, "output": f"output {index}",
+                     "metadata": {f"k{index}": index}}}])
+
+    created = send_batch(live_api, token, [{
+        "id": str(uuid.uuid4()), "type": "generation-create", "timestamp": iso(start),
+        "body": {"id": gen, "traceId": trace, "name": "g", "startTime": iso(start)}}])
+    assert created["errors"] == []
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(update, range(1, 17)))
+    assert all(answer["errors"] == [] for answer in answers), answers
+    drain_everything()
+    (row,) = stored_spans(org.id)
+    assert {key: row["metadata"][key] for key in row["metadata"] if key.startswith("k")} == {
+        f"k{index}": str(index) for index in range(1, 17)}
+    assert content(row, "output") == "output 16"  # the latest event's
+
+
+def test_a_request_waits_while_another_merges_and_publishes_the_same_observation(live_api):
+    """The lock that orders publishes: held here (as a request merging the observation
+    would hold it), another request for that observation waits for it, then stores."""
+    org, _ = new_org()
+    drain_everything()
+    token = basic_token(org)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    trace, gen = str(uuid.uuid4()), str(uuid.uuid4())
+    batch = [{"id": "e-1", "type": "span-create", "timestamp": iso(start),
+              "body": {"id": gen, "traceId": trace, "name": "s", "startTime": iso(start)}}]
+    with ThreadPoolExecutor(1) as pool:
+        with locked(org.id, [("obs", gen)]):
+            answer = pool.submit(send_batch, live_api, token, batch)
+            time.sleep(1.5)
+            assert not answer.done()
+        assert answer.result(timeout=30) == {"successes": [{"id": "e-1", "status": 201}],
+                                             "errors": []}
+    drain_everything()
+    assert [row["span_id"] for row in stored_spans(org.id)] == [gen]

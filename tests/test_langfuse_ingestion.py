@@ -13,6 +13,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from evaluation.services import scores
+from ingestion.langfuse.merge import locked
 from ingestion.models import ApiKey
 from tests.ingest_helpers import drain_everything, new_org, stored_spans
 
@@ -335,3 +336,16 @@ def test_public_scores_one_or_a_list(org_and_client):
     assert (stored["s-cat"]["string_value"], stored["s-cat"]["data_type"]) == (
         "friendly", "categorical")
     assert {row["source"] for row in stored.values()} == {"api"}
+
+
+def test_a_request_that_cannot_take_an_observations_lock_in_time_is_a_503(org_and_client):
+    org, client = org_and_client
+    the_id = str(uuid.uuid4())
+    batch = [event("span-create", {"id": the_id, "traceId": "t", "name": "s",
+                                   "startTime": at(0)})]
+    with override_settings(LANGFUSE_MERGE_LOCK_WAIT_S=0.2), locked(org.id, [("obs", the_id)]):
+        response = post_batch(client, batch)
+    assert response.status_code == 503 and response["Retry-After"]
+    assert f"observation {the_id} is being merged by another request" in response.json()[
+        "detail"]
+    assert post_batch(client, batch).json()["errors"] == []

@@ -7,6 +7,8 @@ create, then the later envelope timestamp, then the later arrival. So merging is
 and idempotent (the same event twice changes nothing), and the merged body, published whole
 each time, is what the newest version of the span holds."""
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -15,6 +17,7 @@ import redis
 from django.conf import settings
 
 from ingestion.langfuse.mapping import parse_time
+from ingestion.services.publish import PublishFailed
 from llmops.redis import get_redis
 
 # Body fields merged per key rather than replaced; tags are a union.
@@ -86,6 +89,32 @@ def _keep(entries: dict, name: str, rank: list, value) -> None:
 def _key(org_id: int, kind: str, object_id: str) -> str:
     family = "trace" if kind == "trace" else "obs"
     return f"langfuse:merge:{org_id}:{family}:{object_id}"
+
+
+@contextmanager
+def locked(org_id: int, objects: list[tuple[str, str]]) -> Iterator[None]:
+    """Hold the lock of each (kind, id) while merging and publishing them: the version a
+    request publishes is stamped when it publishes, so two requests merging one observation
+    at once could otherwise publish the older merge last. Taken in sorted order (no
+    deadlock between two batches); PublishFailed (a 503, resent) after
+    LANGFUSE_MERGE_LOCK_WAIT_S."""
+    wait = settings.LANGFUSE_MERGE_LOCK_WAIT_S
+    hold = settings.KAFKA_PUBLISH_TIMEOUT_S + wait
+    with ExitStack() as stack:
+        for kind, object_id in sorted(set(objects)):
+            lock = get_redis().lock(f"{_key(org_id, kind, object_id)}:lock", timeout=hold,
+                                    blocking_timeout=wait)
+            if not lock.acquire():
+                raise PublishFailed(f"observation {object_id} is being merged by another "
+                                    f"request for over {wait:g} s")
+            stack.callback(_release, lock)
+        yield
+
+
+def _release(lock) -> None:
+    # A lock held past its timeout lapsed and may be another request's by now: not ours.
+    with suppress(redis.exceptions.LockError):
+        lock.release()
 
 
 def merge(org_id: int, object_id: str, events: list[Event]) -> Merged:

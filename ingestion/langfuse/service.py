@@ -22,7 +22,7 @@ from ingestion.langfuse.mapping import (
     score_fields,
     trace_span,
 )
-from ingestion.langfuse.merge import Event, Merged, event_time, merge
+from ingestion.langfuse.merge import Event, Merged, event_time, locked, merge
 from ingestion.services.accept import accept_spans
 from ingestion.services.tenancy import OrgContext
 
@@ -122,6 +122,12 @@ def span_of(state: Merged) -> dict | None:
 
 
 def _store_spans(org: OrgContext, groups: dict, successes: list, errors: list) -> None:
+    objects = [("trace" if is_trace else "obs", the_id) for is_trace, the_id in groups]
+    with locked(org.org_id, objects):
+        _merge_and_publish(org, groups, successes, errors)
+
+
+def _merge_and_publish(org: OrgContext, groups: dict, successes: list, errors: list) -> None:
     spans, owners = [], []
     for (_, the_id), events in groups.items():
         envelope_ids = [envelope_id for envelope_id, _ in events]
