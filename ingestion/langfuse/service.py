@@ -93,7 +93,10 @@ def ingest_batch(*, org: OrgContext, batch: list) -> dict:
                 score_events.append((envelope_id, fields))
                 continue
             kind, is_update = classify(envelope_type, body)
-            check_trace_body(body) if kind == "trace" else check_observation_body(body)
+            if kind == "trace":
+                check_trace_body(body)
+            else:
+                check_observation_body(body)
             groups[(kind == "trace", object_id(body))].append(
                 (envelope_id, Event(kind, is_update, timestamp, body)))
         except BadEvent as exc:
