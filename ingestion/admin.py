@@ -9,12 +9,13 @@ from llmops.admin_actions import ActionPermissionsAdmin
 
 def _show_secret(request, key: ApiKey, raw: str) -> None:
     messages.warning(request, f"API key for {key.org.slug}: {raw}  (copy it now; it is "
-                              "stored hashed and will not be shown again)")
+                              "stored hashed and will not be shown again); public key "
+                              f"{key.public_id}")
 
 
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
-    fields = ["prefix", "name", "created_at", "revoked_at"]
+    fields = ["prefix", "public_id", "name", "created_at", "revoked_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -70,19 +71,20 @@ class ActiveFilter(admin.SimpleListFilter):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ActionPermissionsAdmin):
-    list_display = ["prefix", "org", "name", "is_active", "created_at", "revoked_at"]
+    list_display = ["prefix", "public_id", "org", "name", "is_active", "created_at",
+                    "revoked_at"]
     list_filter = [ActiveFilter, "org"]
     list_select_related = ["org"]
-    search_fields = ["prefix", "name", "org__slug"]
+    search_fields = ["prefix", "public_id", "name", "org__slug"]
     actions = ["revoke"]
     autocomplete_fields = ["org"]
 
     def get_fields(self, request, obj=None):
-        return ["org", "name"] if obj is None else ["org", "name", "prefix", "created_at",
-                                                     "revoked_at"]
+        return ["org", "name"] if obj is None else ["org", "name", "prefix", "public_id",
+                                                     "created_at", "revoked_at"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["org", "prefix", "created_at", "revoked_at"]
+        return [] if obj is None else ["org", "prefix", "public_id", "created_at", "revoked_at"]
 
     @admin.display(boolean=True, description="active")
     def is_active(self, key: ApiKey) -> bool:
@@ -93,6 +95,7 @@ class ApiKeyAdmin(ActionPermissionsAdmin):
             return super().save_model(request, obj, form, change)
         key, raw = ApiKey.issue(obj.org, name=obj.name)
         obj.pk, obj.prefix, obj.key_hash = key.pk, key.prefix, key.key_hash
+        obj.public_id = key.public_id
         _show_secret(request, key, raw)
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])

@@ -2,12 +2,19 @@
 
 import hashlib
 import secrets
+import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 KEY_PREFIX = "llm"
+# The public half of a key pair, as Langfuse clients send it (Basic public:secret).
+PUBLIC_ID_PREFIX = "pk-llm-"
+
+
+def new_public_id() -> str:
+    return f"{PUBLIC_ID_PREFIX}{uuid.uuid4()}"
 
 
 def hash_key(raw_key: str) -> str:
@@ -46,6 +53,10 @@ class ApiKey(models.Model):
     # The first characters, shown in the admin so an operator can tell keys apart.
     prefix = models.CharField(max_length=16, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Not a secret: names the key next to its secret (`Basic base64(public:secret)`, as
+    # Langfuse SDKs send it); the secret alone authenticates.
+    public_id = models.CharField(max_length=64, unique=True, editable=False,
+                                 default=new_public_id)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

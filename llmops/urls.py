@@ -45,6 +45,8 @@ urlpatterns = [
     path("api/v1/", include("ingestion.urls")),
     path("api/v1/", include("costs.urls")),
     path("api/v1/", include("evaluation.urls")),
+    # Langfuse's public API as its SDKs call it: /ingestion, /scores, /projects.
+    path("api/public/", include("ingestion.langfuse.urls")),
     # OTLP/HTTP traces at /v1/traces and at Langfuse's /api/public/otel/v1/traces.
     path("", include("ingestion.otlp.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

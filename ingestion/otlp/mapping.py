@@ -22,8 +22,9 @@ SCOPE_NAME_KEY = "otel.scope.name"
 SCOPE_VERSION_KEY = "otel.scope.version"
 RESOURCE_PREFIX = "resource."
 ATTRIBUTE_PREFIX = "attributes."
-# Langfuse names traces apart from their root span; kept for the trace-level reads.
-TRACE_NAME_KEY = "trace_name"
+# Langfuse names traces apart from their root span; kept for the trace-level reads, under
+# the metadata key they read (ingestion.query.selectors.TRACE_NAME_KEY).
+TRACE_NAME_KEY = "trace.name"
 
 OTEL_SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 

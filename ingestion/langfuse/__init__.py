@@ -1,0 +1,1 @@
+"""The Langfuse doors: legacy batch ingestion, scores, projects."""
