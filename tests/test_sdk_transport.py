@@ -24,6 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.sdk_fakes import MODEL, FakeOpenAI
+
 
 def any_value(value):
     kind = value.WhichOneof("value")
@@ -417,3 +419,49 @@ def test_the_buffer_is_flushed_at_exit(receiver, tmp_path):
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 4.5
     assert [span["name"] for span in receiver.spans()] == [name]
+
+
+@pytest.fixture
+def fake_openai():
+    server = FakeOpenAI()
+    yield server
+    server.close()
+
+
+def test_the_openai_instrumentor_is_on_unless_turned_off(receiver, sdk, fake_openai):
+    import openai
+
+    client = openai.OpenAI(api_key="sk-fake", base_url=fake_openai.base_url, max_retries=0)
+    sdk(instrument=True)
+    assert llmops_sdk.instrumented() == ["OpenAIInstrumentor"]
+
+    @llmops_sdk.observe()
+    def chat(question):
+        llmops_sdk.set_trace(user_id="u-1", session_id="s-1")
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
+        return reply.choices[0].message.content
+
+    assert chat("hello") == "echo: hello"
+    assert llmops_sdk.flush()
+    spans = receiver.spans()
+    assert len(spans) == 2
+    outer = next(span for span in spans if span["name"].endswith(".chat"))
+    [llm] = [span for span in spans if span is not outer]
+    assert llm["parent_span_id"] == outer["span_id"]
+    got = llm["attributes"]
+    assert got["openinference.span.kind"] == "LLM"
+    assert got["llm.model_name"] == MODEL
+    assert got["llm.system"] == "openai"
+    assert (got["llm.token_count.prompt"], got["llm.token_count.completion"],
+            got["llm.token_count.total"],
+            got["llm.token_count.prompt_details.cache_read"]) == (42, 7, 49, 10)
+    assert (got["user.id"], got["session.id"]) == ("u-1", "s-1")
+
+    llmops_sdk.shutdown(timeout_s=2)
+    receiver.received.clear()
+    sdk(instrument=False)
+    assert llmops_sdk.instrumented() == []
+    assert chat("again") == "echo: again"
+    assert llmops_sdk.flush()
+    assert [span["name"] for span in receiver.spans()] == [outer["name"]]
