@@ -240,12 +240,21 @@ def test_generators_async_functions_and_errors_keep_their_spans(receiver, sdk):
     async def collect():
         return [item async for item in stream(3)]
 
+    class Unprintable:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    @llmops_sdk.observe()
+    def odd_input(thing):
+        return "handled"
+
     with llmops_sdk.span("root", input={"q": 1}) as root:
         assert list(tokens(2)) == ["t0", "t1"]
         assert asyncio.run(ask("hi")) == {"answer": "HI"}
         assert asyncio.run(collect()) == [0, 1, 2]
         with pytest.raises(Broken, match="the app's own error"):
             fails()
+        assert odd_input(Unprintable()) == "handled"
         root.set_output("done")
     assert llmops_sdk.flush()
     spans = receiver.spans()
@@ -268,9 +277,12 @@ def test_generators_async_functions_and_errors_keep_their_spans(receiver, sdk):
     assert failed["status"] == 2 and "the app's own error" in failed["status_message"]
     assert failed["events"] == ["exception"]
     assert "output.value" not in failed["attributes"]
-    for span in (generator, asked, streamed, failed):
+    odd = next(span for span in spans if span["name"].endswith(".odd_input"))
+    assert odd["attributes"]["input.value"] == "<dict that cannot be shown>"
+    assert odd["attributes"]["output.value"] == "handled"
+    for span in (generator, asked, streamed, failed, odd):
         assert span["parent_span_id"] == root_id, span["name"]
-    assert len(spans) == 7
+    assert len(spans) == 8
 
 
 def test_set_trace_marks_the_current_span_and_every_later_span_of_its_trace(receiver, sdk):

@@ -45,7 +45,10 @@ def to_json(value: Any) -> str:
     try:
         return json.dumps(value, default=repr, ensure_ascii=False)
     except Exception:
-        return repr(value)
+        try:
+            return repr(value)
+        except Exception:
+            return f"<{type(value).__name__} that cannot be shown>"
 
 
 def _set_value(span: Span, prefix: str, value: Any) -> None:
@@ -173,12 +176,15 @@ def observe(name: str | None = None, *, kind: str = "chain", capture_input: bool
         def begin(args, kwargs):
             try:
                 otel_span = _start(span_name, kind, None)
-                if capture_input:
-                    _set_value(otel_span, "input", _inputs(function, args, kwargs))
-                return otel_span
             except Exception:
                 _guard(f"starting span {span_name!r}")
                 return None
+            if capture_input:
+                try:
+                    _set_value(otel_span, "input", _inputs(function, args, kwargs))
+                except Exception:  # the span goes on without its input
+                    _guard(f"capturing the input of {span_name!r}")
+            return otel_span
 
         def finish(otel_span, output) -> None:
             if otel_span is not None and capture_output:

@@ -92,11 +92,11 @@ class RetryingSpanExporter(OTLPSpanExporter):
     def _send(self, spans: Sequence[ReadableSpan]) -> bool:
         client = self._client
         body = client._compress(encode_spans(spans).SerializePartialToString())
-        give_up_at = time.monotonic() + self._retry_budget_s
-        if self.deadline is not None:
-            give_up_at = min(give_up_at, self.deadline)
+        budget_ends = time.monotonic() + self._retry_budget_s
         attempt = 0
         while True:
+            # Read each time: at exit a deadline arrives while a batch is being retried.
+            give_up_at = min(budget_ends, self.deadline or budget_ends)
             timeout = max(min(self._request_timeout_s, give_up_at - time.monotonic()), 0.5)
             result = client._submit(body, timeout)
             status = result.status_code
