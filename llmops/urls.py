@@ -35,6 +35,8 @@ urlpatterns = [
     path("api/v1/", include("ingestion.urls")),
     path("api/v1/", include("costs.urls")),
     path("api/v1/", include("evaluation.urls")),
+    # OTLP/HTTP traces at /v1/traces and at Langfuse's /api/public/otel/v1/traces.
+    path("", include("ingestion.otlp.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/", HealthCheckView.as_view(checks=readiness_checks()), name="health"),

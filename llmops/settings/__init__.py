@@ -10,5 +10,6 @@ from .evaluation import *  # noqa: F403
 from .ingestion import *  # noqa: F403
 from .kafka import *  # noqa: F403
 from .operations import *  # noqa: F403
+from .otlp import *  # noqa: F403
 from .query import *  # noqa: F403
 from .reliability import *  # noqa: F403

@@ -1,0 +1,1 @@
+"""The OTLP/HTTP traces door: decode, map to our spans, accept."""
