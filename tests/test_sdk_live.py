@@ -247,3 +247,28 @@ def test_a_full_buffer_while_the_api_is_stopped_drops_the_oldest_and_counts_them
     got = grown(before)
     assert (got["spans_exported"], got["spans_dropped_queue_full"]) == (30, 15)
     assert got.get("batches_dropped", 0) == 0
+
+
+def test_a_429_from_the_api_waits_its_retry_after_and_keeps_the_batch(live_api):
+    """The org's rate limit (10 spans per 3 s window here) refuses the second batch with 429
+    and the window's Retry-After; the SDK waits it out and sends the same batch again."""
+    live_api.kill()
+    live_api.env = {**live_api.env, "RATE_LIMIT_WINDOW_S": "3"}
+    live_api.start()
+    org, key = new_org(ingest_rate_limit=10)
+    before = llmops_sdk.stats()
+    assert llmops_sdk.init(api_key=key, endpoint=live_api.url, schedule_delay_ms=60_000,
+                           instrument=False)
+    while not 0.1 < time.time() % 3 < 0.6:  # both batches inside one window
+        time.sleep(0.02)
+    first, _ = run_app(7)
+    assert llmops_sdk.flush()
+    second, _ = run_app(7)
+    started = time.monotonic()
+    assert llmops_sdk.flush()
+    waited = time.monotonic() - started
+    got = grown(before)
+    assert got["retries"] >= 1 and 2 <= waited < 10, (got, waited)
+    assert (got["spans_exported"], got.get("batches_dropped", 0)) == (14, 0)
+    drain_everything()
+    assert sorted(row["span_id"] for row in stored_spans(org.id)) == sorted(first + second)
