@@ -477,3 +477,25 @@ def test_the_openai_instrumentor_is_on_unless_turned_off(receiver, sdk, fake_ope
     assert chat("again") == "echo: again"
     assert llmops_sdk.flush()
     assert [span["name"] for span in receiver.spans()] == [outer["name"]]
+
+
+def test_init_reads_the_environment_and_survives_bad_values(receiver, monkeypatch, caplog):
+    monkeypatch.setenv("LLMOPS_API_KEY", "sk-from-env")
+    monkeypatch.setenv("LLMOPS_ENDPOINT", receiver.url + "/")
+    monkeypatch.setenv("LLMOPS_SERVICE_NAME", "env-service")
+    monkeypatch.setenv("LLMOPS_SCHEDULE_DELAY_MS", "100")
+    monkeypatch.setenv("LLMOPS_MAX_QUEUE_SIZE", "lots")  # not a number: the default, a warning
+    monkeypatch.setenv("LLMOPS_INSTRUMENT", "false")
+    try:
+        assert llmops_sdk.init()
+        assert llmops_sdk.instrumented() == []
+        with llmops_sdk.span("from env"):
+            pass
+        receiver.wait_for(1, timeout_s=3)  # the 100 ms delay, not a flush
+        [request] = receiver.received
+        assert request.path == "/v1/traces"
+        assert request.headers["authorization"] == "Bearer sk-from-env"
+        assert request.resource["service.name"] == "env-service"
+        assert "LLMOPS_MAX_QUEUE_SIZE='lots'" in caplog.text
+    finally:
+        llmops_sdk.shutdown(timeout_s=2)
