@@ -337,8 +337,9 @@ def content_of(attributes: dict, events: list[OtlpEvent]) -> tuple[Any, Any, set
         lambda: json_or_text(attributes.get("gen_ai.tool.call.arguments")),
         lambda: event_in,
         lambda: unflatten(attributes, "gen_ai.prompt."),
-        lambda: _content_value(attributes, "input.value", "input.mime_type"),
+        # OpenInference: the messages when it recorded them (an LLM span), else input.value.
         lambda: unflatten(attributes, "llm.input_messages.", "message."),
+        lambda: _content_value(attributes, "input.value", "input.mime_type"),
         lambda: json_or_text(attributes.get("langfuse.trace.input")),
         lambda: json_or_text(attributes.get("traceloop.entity.input")),
     )
@@ -348,8 +349,8 @@ def content_of(attributes: dict, events: list[OtlpEvent]) -> tuple[Any, Any, set
         lambda: json_or_text(attributes.get("gen_ai.tool.call.result")),
         lambda: event_out,
         lambda: unflatten(attributes, "gen_ai.completion."),
-        lambda: _content_value(attributes, "output.value", "output.mime_type"),
         lambda: unflatten(attributes, "llm.output_messages.", "message."),
+        lambda: _content_value(attributes, "output.value", "output.mime_type"),
         lambda: json_or_text(attributes.get("langfuse.trace.output")),
         lambda: json_or_text(attributes.get("traceloop.entity.output")),
     )
@@ -368,7 +369,7 @@ def tags_of(attributes: dict) -> list[str]:
     value = json_or_text(first(attributes, TAG_KEYS))
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [str(tag) for tag in value if tag is not None]
     return []
 
