@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 
 from costs.models import Price
+from ingestion.query.selectors import trace_fields_sql
 from llmops.cache import get_or_compute, query_key
 from llmops.clickhouse import get_client
 from llmops.redis import get_redis
@@ -21,14 +22,19 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BUCKETS = {"hour": "toStartOfHour", "day": "toStartOfDay"}
 # group_by -> (expression on cost_hourly or None when the rollups do not keep it, on spans).
+# User, session and tags are trace-level fields (issue 12): a span without its own has its
+# trace's (`trace_*`, from ingestion.query.selectors.trace_fields_sql, joined on the spans
+# read). The rollups cannot know those (the span naming them may arrive hours later): these
+# groups are read from spans.
 GROUPS = {
     None: ("''", "''"),
     "model": ("model", "model"),
-    "user": ("user_id", "user_id"),
+    "user": (None, "if(user_id != '', user_id, trace_user)"),
     "environment": ("environment", "environment"),
-    "session": (None, "session_id"),
+    "session": (None, "if(session_id != '', session_id, trace_session)"),
     # A span counts once in each of its tags (and under "" without any).
-    "tag": (None, "arrayJoin(if(empty(tags), [''], CAST(tags, 'Array(String)')))"),
+    "tag": (None, "arrayJoin(if(empty(tags), if(empty(trace_tags), [''], trace_tags),"
+                  " CAST(tags, 'Array(String)')))"),
 }
 COUNTS = ["spans", "input_tokens", "cached_input_tokens", "cache_write_tokens",
           "output_tokens", "total_tokens", "unpriced_spans", "estimated_spans"]
@@ -160,9 +166,17 @@ def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
     every span of the window counted once."""
     names = ", ".join(keys)
     parts = []
+    spans = "spans FINAL"
+    if the_plan.scan and any("trace_" in exprs[1] for exprs in keys.values()):
+        # The trace-level fields of the traces read: all their spans lie within
+        # QUERY_TRACE_MAX_DAYS of the days read (the slack).
+        first, last = (f"toDate('{day:%Y-%m-%d}')" for day in (
+            the_plan.scan[0][0], the_plan.scan[-1][1] - timedelta(microseconds=1)))
+        spans += (f" LEFT ANY JOIN ({trace_fields_sql(first, last)}) AS trace_fields"
+                  " USING (trace_id)")
     for table, ranges, column, measures, side in (
             ("cost_hourly", the_plan.rollup, "hour", ROLLUP_MEASURES, 0),
-            ("spans FINAL", the_plan.scan, "start_time", SPAN_MEASURES, 1)):
+            (spans, the_plan.scan, "start_time", SPAN_MEASURES, 1)):
         if ranges:
             selected = ", ".join(f"{exprs[side]} AS {name}" for name, exprs in keys.items())
             # Tombstones (a span's version moved to another day) are no spans; in the
@@ -181,7 +195,8 @@ def _query(the_plan: Plan, keys: dict[str, tuple[str, str]], org_id: int) -> lis
     if not (the_plan.rollup or the_plan.scan):
         return []
     result = get_client().query(_union(the_plan=the_plan, keys=keys),
-                                parameters={"org": org_id})
+                                parameters={"org": org_id,
+                                            "slack": settings.QUERY_TRACE_MAX_DAYS})
     return list(result.named_results())
 
 
