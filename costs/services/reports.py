@@ -36,6 +36,9 @@ GROUPS = {
     "tag": (None, "arrayJoin(if(empty(tags), if(empty(trace_tags), [''], trace_tags),"
                   " CAST(tags, 'Array(String)')))"),
 }
+# Spans that take their trace's value of a group (they have none of their own): only their
+# traces' fields are worked out.
+LACKING = {"user": "user_id = ''", "session": "session_id = ''", "tag": "empty(tags)"}
 COUNTS = ["spans", "input_tokens", "cached_input_tokens", "cache_write_tokens",
           "output_tokens", "total_tokens", "unpriced_spans", "estimated_spans"]
 MEASURES = ["cost", *COUNTS]
@@ -161,7 +164,7 @@ def _ranges_sql(column: str, ranges: list[tuple[datetime, datetime]]) -> str:
     return " OR ".join(f"({column} >= {bound(a)} AND {column} < {bound(b)})" for a, b in ranges)
 
 
-def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
+def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]], lacking: str = "1") -> str:
     """Sums per `keys` (name -> (expression on cost_hourly, on spans)) over the plan's parts:
     every span of the window counted once."""
     names = ", ".join(keys)
@@ -172,8 +175,12 @@ def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
         # QUERY_TRACE_MAX_DAYS of the days read (the slack).
         first, last = (f"toDate('{day:%Y-%m-%d}')" for day in (
             the_plan.scan[0][0], the_plan.scan[-1][1] - timedelta(microseconds=1)))
-        spans += (f" LEFT ANY JOIN ({trace_fields_sql(first, last)}) AS trace_fields"
-                  " USING (trace_id)")
+        # The traces with a span that lacks the field, in any version (a superset: no FINAL).
+        candidates = (f"trace_id IN (SELECT trace_id FROM spans WHERE org_id = {{org:UInt64}}"
+                      f" AND toDate(start_time) >= {first} AND toDate(start_time) <= {last}"
+                      f" AND {lacking})")
+        spans += (f" LEFT ANY JOIN ({trace_fields_sql(first, last, candidates)})"
+                  " AS trace_fields USING (trace_id)")
     for table, ranges, column, measures, side in (
             ("cost_hourly", the_plan.rollup, "hour", ROLLUP_MEASURES, 0),
             (spans, the_plan.scan, "start_time", SPAN_MEASURES, 1)):
@@ -191,10 +198,11 @@ def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
             f" GROUP BY {names} ORDER BY {names}")
 
 
-def _query(the_plan: Plan, keys: dict[str, tuple[str, str]], org_id: int) -> list[dict]:
+def _query(the_plan: Plan, keys: dict[str, tuple[str, str]], org_id: int,
+           lacking: str = "1") -> list[dict]:
     if not (the_plan.rollup or the_plan.scan):
         return []
-    result = get_client().query(_union(the_plan=the_plan, keys=keys),
+    result = get_client().query(_union(the_plan=the_plan, keys=keys, lacking=lacking),
                                 parameters={"org": org_id,
                                             "slack": settings.QUERY_TRACE_MAX_DAYS})
     return list(result.named_results())
@@ -217,13 +225,13 @@ def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
     by_model = plan(start=start, end=end, exact_days=exact_days(org_id=org_id, start=start,
                                                                  end=end))
     rollup_group, span_group = GROUPS[group_by]
-    # Sessions and tags are not kept in the rollups: those groups are read from spans.
+    # Users, sessions and tags of traces are not in the rollups: those groups read spans.
     by_group = by_model if rollup_group is not None else Plan([], [(start, end)])
     to_bucket = BUCKETS[bucket]
     groups = _query(by_group, {
         "bucket": (f"{to_bucket}(hour)", f"{to_bucket}(toDateTime(start_time))"),
         "grp": (rollup_group, span_group),
-    }, org_id)
+    }, org_id, LACKING.get(group_by, "1"))
     models = _query(by_model, {"model_name": ("toString(model)", "toString(model)"),
                                "provider_name": ("toString(provider)", "toString(provider)")},
                     org_id)
