@@ -21,6 +21,18 @@ class CostReportParams(WindowParams):
         help_text="One row per bucket and value of this field. `user`, `session` and `tag` "
                   "are trace-level: a span without its own has its trace's (the root span's, "
                   "else the earliest span's that carries one; tags: all of its spans').")
+    user_id = serializers.CharField(
+        required=False, max_length=256, trim_whitespace=False,
+        help_text="Only spans of this user: their own, or their trace's when they have none "
+                  "(read from the stored spans).")
+    session_id = serializers.CharField(
+        required=False, max_length=128, trim_whitespace=False,
+        help_text="Only spans in this session: their own, or their trace's when they have "
+                  "none (read from the stored spans).")
+    tag = serializers.CharField(
+        required=False, max_length=256, trim_whitespace=False,
+        help_text="Only spans carrying this tag: theirs, or their trace's when they have none "
+                  "(read from the stored spans).")
 
 
 REPORT_EXAMPLE = {
@@ -129,7 +141,9 @@ class CostReportView(APIView):
         body, source = cost_report(org_id=org_id, start=start, end=end,
                                    bucket=params["bucket"], group_by=params.get("group_by"),
                                    requested=requested,
-                                   cached=flag_for("query-cache-enabled", org_id))
+                                   cached=flag_for("query-cache-enabled", org_id),
+                                   filters={name: params[name] for name in
+                                            ("user_id", "session_id", "tag") if name in params})
         response = HttpResponse(body, content_type="application/json")
         response["X-Cache"] = source
         return response

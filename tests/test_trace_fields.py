@@ -71,6 +71,12 @@ def costs_by(key: str, group_by: str) -> dict[str, tuple[int, Decimal]]:
     return {group: (n, cost) for group, (n, cost) in groups.items()}
 
 
+def cost_totals(key: str, **filters) -> tuple[int, Decimal]:
+    """(spans, cost) of the cost report over the test's window, filtered."""
+    totals = get(key, "/api/v1/costs", **window(), **filters)["totals"]
+    return totals["spans"], Decimal(totals["cost"])
+
+
 def metric_spans(key: str, **filters) -> int:
     series = get(key, "/api/v1/metrics", **window(), bucket="hour", **filters)["series"]
     return sum(point["span_count"] for point in series)
@@ -118,6 +124,11 @@ def test_fields_on_the_root_alone_count_for_every_span_of_the_trace():
     assert costs_by(key, "session") == {"sess-a": (3, Decimal("0.6")),
                                         "sess-c": (3, Decimal(7))}
     assert costs_by(key, "tag") == {"vip": (3, Decimal("0.6")), "free": (3, Decimal(7))}
+    assert [cost_totals(key, user_id="alice"), cost_totals(key, user_id="carol"),
+            cost_totals(key, session_id="sess-c"), cost_totals(key, tag="vip"),
+            cost_totals(key, user_id="dave", tag="free")] == [
+        (3, Decimal("0.6")), (2, Decimal(5)), (3, Decimal(7)), (3, Decimal("0.6")),
+        (1, Decimal(2))]
 
     # The metrics and span search, filtered by user, session and tag.
     assert [metric_spans(key, user_id="alice"), metric_spans(key, session_id="sess-a"),
@@ -152,6 +163,7 @@ def test_fields_on_a_child_sent_after_the_root_count_for_the_whole_trace():
     assert [(t["trace_id"], t["span_count"], t["cost"]) for t in session["traces"]] == [
         ("tb", 3, "7.000000000000")]
     assert costs_by(key, "user") == {"bob": (3, Decimal(7))}
+    assert cost_totals(key, user_id="bob") == cost_totals(key, tag="late") == (3, Decimal(7))
     assert costs_by(key, "session") == {"sess-b": (3, Decimal(7))}
     assert costs_by(key, "tag") == {"late": (3, Decimal(7))}
     assert [metric_spans(key, user_id="bob"), metric_spans(key, session_id="sess-b"),
@@ -177,7 +189,35 @@ def test_a_resent_root_without_the_user_removes_it_from_the_whole_trace():
     assert costs_by(key, "session") == {"": (3, Decimal("0.6"))}
     assert costs_by(key, "tag") == {"": (3, Decimal("0.6"))}
     assert metric_spans(key, user_id="alice") == metric_spans(key, tag="vip") == 0
+    assert cost_totals(key, user_id="alice") == (0, Decimal(0))
     assert searched(key, user_id="alice") == []
     assert get(key, "/api/v1/traces/ta")["user_id"] == ""
     response = client_for(key).get("/api/v1/sessions/sess-a")
     assert response.status_code == 404
+
+
+def test_a_root_moved_to_another_day_leaves_no_fields_behind():
+    """The root's new version starts on the day before: the old one, tombstoned, no longer
+    names the trace's user; the new one does, for every span."""
+    drain_everything()
+    org, key = new_org()
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    late = midnight - timedelta(hours=2)  # yesterday evening
+    spans = [span("tm", n, "1") for n in range(3)]
+    for number, item in enumerate(spans):
+        item["start_time"] = iso(late + timedelta(seconds=number))
+        item["end_time"] = iso(late + timedelta(seconds=number + 1))
+    send_and_store(key, [{**spans[0], "user_id": "alice"}, *spans[1:]])
+    moved = iso(late - timedelta(hours=12))  # the morning before, within a day of the rest
+    send_and_store(key, [{**spans[0], "user_id": "bob", "start_time": moved,
+                          "end_time": moved}])
+    days = {"from": iso(midnight - timedelta(days=2)), "to": iso(midnight)}
+    report = get(key, "/api/v1/costs", **days, bucket="day", group_by="user")
+    assert {b["group"] for b in report["buckets"]} == {"bob"}
+    assert report["totals"]["spans"] == 3
+    series = get(key, "/api/v1/metrics", **days, bucket="day", user_id="alice")["series"]
+    assert series == []
+    assert sum(p["span_count"] for p in get(key, "/api/v1/metrics", **days, bucket="day",
+                                            user_id="bob")["series"]) == 3
+    [item] = get(key, "/api/v1/traces", **days)["items"]
+    assert (item["trace_id"], item["user_id"], item["span_count"]) == ("tm", "bob", 3)
