@@ -322,6 +322,15 @@ def check_org(work: Workload, org_index: int) -> None:
                for p in metrics["series"]}
         assert got == dict(expected), group_by
 
+    # Metrics and cost report filtered by a trace-level field: a span's own, else its trace's.
+    for name, value in (("user_id", "ann"), ("session_id", "s2"), ("tag", "red")):
+        matching = [s for s in inherited(spans) if span_matches(s, name, value)]
+        metrics = read(key, "/api/v1/metrics", **window(full), bucket="day", **{name: value})
+        assert sum(p["span_count"] for p in metrics["series"]) == len(matching), name
+        totals = read(key, "/api/v1/costs", **window(full), **{name: value})["totals"]
+        assert (totals["spans"], Decimal(totals["cost"])) == (
+            len(matching), sum((cost_of(s) for s in matching), Decimal(0))), name
+
     # Cost report: each grouping, by day.
     groupings = {None: lambda s: [""], "model": lambda s: [s["model"]],
                  "user": lambda s: [s["user_id"]], "environment": lambda s: [s["environment"]],
