@@ -16,8 +16,23 @@ from operations.services.flags import flag_for
 class CostReportParams(WindowParams):
     bucket = serializers.ChoiceField(choices=list(BUCKETS), default="hour",
                                      help_text="UTC hours or days.")
-    group_by = serializers.ChoiceField(choices=[g for g in GROUPS if g], required=False,
-                                       help_text="One row per bucket and value of this field.")
+    group_by = serializers.ChoiceField(
+        choices=[g for g in GROUPS if g], required=False,
+        help_text="One row per bucket and value of this field. `user`, `session` and `tag` "
+                  "are trace-level: a span without its own has its trace's (the root span's, "
+                  "else the earliest span's that carries one; tags: all of its spans').")
+    user_id = serializers.CharField(
+        required=False, max_length=256, trim_whitespace=False,
+        help_text="Only spans of this user: their own, or their trace's when they have none "
+                  "(read from the stored spans).")
+    session_id = serializers.CharField(
+        required=False, max_length=128, trim_whitespace=False,
+        help_text="Only spans in this session: their own, or their trace's when they have "
+                  "none (read from the stored spans).")
+    tag = serializers.CharField(
+        required=False, max_length=256, trim_whitespace=False,
+        help_text="Only spans carrying this tag: theirs, or their trace's when they have none "
+                  "(read from the stored spans).")
 
 
 REPORT_EXAMPLE = {
@@ -106,7 +121,9 @@ class CostReportView(APIView):
             "+ cache_write x cache-write price + output x output price, per million tokens.\n\n"
             "Totals equal the sums over the stored spans to the last decimal: hourly rollups "
             "serve the days where each span was stored once, the stored spans serve the rest "
-            "(`sources`); session and tag groups always come from the stored spans. Cached "
+            "(`sources`); user, session and tag groups always come from the stored spans, "
+            "since a span counts under its trace's user, session and tags when it has none "
+            "of its own (set on another span, maybe sent later). Cached "
             f"per org for {settings.COST_CACHE_TTL_S} s (COST_CACHE_TTL_S), dropped as soon "
             "as new spans of the org are stored (a window given without `to` may so end up to that "
             "long ago); `X-Cache` says `l2`, `miss` or `bypass` (the `query-cache-enabled` "
@@ -124,7 +141,9 @@ class CostReportView(APIView):
         body, source = cost_report(org_id=org_id, start=start, end=end,
                                    bucket=params["bucket"], group_by=params.get("group_by"),
                                    requested=requested,
-                                   cached=flag_for("query-cache-enabled", org_id))
+                                   cached=flag_for("query-cache-enabled", org_id),
+                                   filters={name: params[name] for name in
+                                            ("user_id", "session_id", "tag") if name in params})
         response = HttpResponse(body, content_type="application/json")
         response["X-Cache"] = source
         return response

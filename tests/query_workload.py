@@ -179,9 +179,10 @@ def trace_summary(data: OrgData, trace_id: str) -> dict:
     by_start = sorted(spans, key=lambda s: parse(s["start_time"]))
     start = parse(by_start[0]["start_time"])
     end = max(span_end(s) for s in spans)
+    fields = trace_level(spans)[trace_id]
     return {
         "trace_id": trace_id,
-        "name": root["name"],
+        "name": fields["name"] or root["name"],
         "start_time": start,
         "end_time": end,
         "duration_ms": (end - start) / timedelta(milliseconds=1),
@@ -190,10 +191,43 @@ def trace_summary(data: OrgData, trace_id: str) -> dict:
         "output_tokens": sum(s["usage"]["output_tokens"] for s in spans),
         "cost": sum((data.cost[(trace_id, s["span_id"])] for s in spans), Decimal(0)),
         "status": "error" if any(s["status"] == "error" for s in spans) else "ok",
-        "user_id": next((s["user_id"] for s in by_start if s["user_id"]), ""),
-        "session_id": next((s["session_id"] for s in by_start if s["session_id"]), ""),
-        "tags": sorted({t for s in spans for t in s["tags"]}),
+        "user_id": fields["user_id"],
+        "session_id": fields["session_id"],
+        "tags": fields["tags"],
     }
+
+
+def _moment(value) -> datetime:
+    return value if isinstance(value, datetime) else parse(value)
+
+
+def trace_level(spans: list[dict]) -> dict[str, dict]:
+    """Issue 12's rule, per trace of these (newest) spans: its user, session and trace name
+    are the root span's, else the earliest span's that carries one (the name: metadata
+    `trace.name`); its tags are all of its spans'."""
+    by_trace = defaultdict(list)
+    for span in spans:
+        by_trace[span["trace_id"]].append(span)
+
+    def first(members: list[dict], value) -> str:
+        carrying = sorted((bool(s["parent_span_id"]), _moment(s["start_time"]), value(s))
+                          for s in members if value(s))
+        return carrying[0][2] if carrying else ""
+
+    return {trace: {
+        "user_id": first(members, lambda s: s["user_id"]),
+        "session_id": first(members, lambda s: s["session_id"]),
+        "tags": sorted({t for s in members for t in s["tags"]}),
+        "name": first(members, lambda s: (s.get("metadata") or {}).get("trace.name", "")),
+    } for trace, members in by_trace.items()}
+
+
+def inherited(spans: list[dict]) -> list[dict]:
+    """The spans with their trace's user, session and tags where they have none."""
+    fields = trace_level(spans)
+    return [{**s, "user_id": s["user_id"] or fields[s["trace_id"]]["user_id"],
+             "session_id": s["session_id"] or fields[s["trace_id"]]["session_id"],
+             "tags": list(s["tags"]) or fields[s["trace_id"]]["tags"]} for s in spans]
 
 
 def span_matches(span: dict, filters: dict) -> bool:

@@ -17,6 +17,7 @@ from tests.query_workload import (
     expected_trace_ids,
     expected_tree,
     ingest_workload,
+    inherited,
     iso,
     merges_stopped,
     now_floor_hour,
@@ -173,7 +174,7 @@ def test_span_search_matches_the_reference(workload):
     for filters in cases:
         items = walk(data.key, "/api/v1/spans", limit=13, **filters,
                      **{"from": iso(start), "to": iso(end)})
-        expected = sorted((s for s in data.spans if span_matches(s, filters)),
+        expected = sorted((s for s in inherited(data.spans) if span_matches(s, filters)),
                           key=lambda s: (parse(s["start_time"]), s["trace_id"], s["span_id"]),
                           reverse=True)
         assert [(i["trace_id"], i["span_id"]) for i in items] == [

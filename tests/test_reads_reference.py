@@ -22,7 +22,7 @@ from costs.models import Price
 from ingestion.query.views import hot_traces
 from llmops.clickhouse import get_client
 from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans
-from tests.query_workload import wait_for_settle
+from tests.query_workload import inherited, trace_level, wait_for_settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -156,7 +156,6 @@ def trace_of(spans: list[dict]) -> dict:
     start = parse(first["start_time"])
     ends = [parse(s["end_time"]) for s in spans if s.get("end_time")]
     end = max([*ends, *(parse(s["start_time"]) for s in spans)]) if ends else None
-    by_start = sorted(spans, key=lambda s: parse(s["start_time"]))
     root = min(spans, key=lambda s: (s["parent_span_id"] is not None, parse(s["start_time"]),
                                      s["name"]))
     return {
@@ -168,9 +167,9 @@ def trace_of(spans: list[dict]) -> dict:
         "output_tokens": sum(s["usage"]["output_tokens"] for s in spans),
         "cost": f"{sum((cost_of(s) for s in spans), Decimal(0)):.12f}",
         "status": "error" if any(s["status"] == "error" for s in spans) else "ok",
-        "user_id": next((s["user_id"] for s in by_start if s["user_id"]), ""),
-        "session_id": next((s["session_id"] for s in by_start if s["session_id"]), ""),
-        "tags": sorted({t for s in spans for t in s["tags"]}),
+        # Issue 12: the trace's user and session are its root's, else its earliest span's.
+        **{name: trace_level(spans)[first["trace_id"]][name]
+           for name in ("user_id", "session_id", "tags")},
     }
 
 
@@ -281,18 +280,20 @@ def check_org(work: Workload, org_index: int) -> None:
             for item, summary in zip(got, expected, strict=True):
                 assert close(strip_item(item), summary), (item, summary)
 
-    # Span search: each span-level filter, each window.
+    # Span search: each span-level filter, each window. Filters see a span's trace-level
+    # fields (issue 12); items show what each span carries.
+    own_user = {(s["trace_id"], s["span_id"]): s["user_id"] for s in spans}
     for w in windows:
         for filters in FILTERS:
             expected = sorted(
-                (s for s in spans if w[0] <= parse(s["start_time"]) < w[1]
+                (s for s in inherited(spans) if w[0] <= parse(s["start_time"]) < w[1]
                  and all(span_matches(s, n, v) for n, v in filters.items())),
                 key=lambda s: (parse(s["start_time"]), s["trace_id"], s["span_id"]),
                 reverse=True)
             got = walk(key, "/api/v1/spans", **window(w), **filters, limit=rng.choice([4, 100]))
             assert [(i["span_id"], i["model"], i["user_id"], i["cost"]) for i in got] == [
-                (s["span_id"], s["model"], s["user_id"], f"{cost_of(s):.12f}")
-                for s in expected], (w, filters)
+                (s["span_id"], s["model"], own_user[s["trace_id"], s["span_id"]],
+                 f"{cost_of(s):.12f}") for s in expected], (w, filters)
 
     # Sessions: the traces with a span (newest version) in the session, oldest first.
     for session in ("s1", "s2", "s3"):
@@ -321,6 +322,15 @@ def check_org(work: Workload, org_index: int) -> None:
                for p in metrics["series"]}
         assert got == dict(expected), group_by
 
+    # Metrics and cost report filtered by a trace-level field: a span's own, else its trace's.
+    for name, value in (("user_id", "ann"), ("session_id", "s2"), ("tag", "red")):
+        matching = [s for s in inherited(spans) if span_matches(s, name, value)]
+        metrics = read(key, "/api/v1/metrics", **window(full), bucket="day", **{name: value})
+        assert sum(p["span_count"] for p in metrics["series"]) == len(matching), name
+        totals = read(key, "/api/v1/costs", **window(full), **{name: value})["totals"]
+        assert (totals["spans"], Decimal(totals["cost"])) == (
+            len(matching), sum((cost_of(s) for s in matching), Decimal(0))), name
+
     # Cost report: each grouping, by day.
     groupings = {None: lambda s: [""], "model": lambda s: [s["model"]],
                  "user": lambda s: [s["user_id"]], "environment": lambda s: [s["environment"]],
@@ -329,7 +339,7 @@ def check_org(work: Workload, org_index: int) -> None:
         params = {**window(full), "bucket": "day", **({"group_by": group_by} if group_by else {})}
         report = read(key, "/api/v1/costs", **params)
         expected = defaultdict(lambda: [0, Decimal(0), 0, 0])
-        for s in spans:
+        for s in inherited(spans):  # users, sessions, tags: the trace's where none
             day = parse(s["start_time"]).replace(hour=0, minute=0, second=0, microsecond=0)
             for group in groups(s):
                 row = expected[(iso(day), group)]

@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 
 from costs.models import Price
+from ingestion.query.selectors import INHERITED_FILTERS, inherited_filter, trace_fields_sql
 from llmops.cache import get_or_compute, query_key
 from llmops.clickhouse import get_client
 from llmops.redis import get_redis
@@ -21,15 +22,23 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BUCKETS = {"hour": "toStartOfHour", "day": "toStartOfDay"}
 # group_by -> (expression on cost_hourly or None when the rollups do not keep it, on spans).
+# User, session and tags are trace-level fields (issue 12): a span without its own has its
+# trace's (`trace_*`, from ingestion.query.selectors.trace_fields_sql, joined on the spans
+# read). The rollups cannot know those (the span naming them may arrive hours later): these
+# groups are read from spans.
 GROUPS = {
     None: ("''", "''"),
     "model": ("model", "model"),
-    "user": ("user_id", "user_id"),
+    "user": (None, "if(user_id != '', user_id, trace_user)"),
     "environment": ("environment", "environment"),
-    "session": (None, "session_id"),
+    "session": (None, "if(session_id != '', session_id, trace_session)"),
     # A span counts once in each of its tags (and under "" without any).
-    "tag": (None, "arrayJoin(if(empty(tags), [''], CAST(tags, 'Array(String)')))"),
+    "tag": (None, "arrayJoin(if(empty(tags), if(empty(trace_tags), [''], trace_tags),"
+                  " CAST(tags, 'Array(String)')))"),
 }
+# Spans that take their trace's value of a group (they have none of their own): only their
+# traces' fields are worked out.
+LACKING = {"user": "user_id = ''", "session": "session_id = ''", "tag": "empty(tags)"}
 COUNTS = ["spans", "input_tokens", "cached_input_tokens", "cache_write_tokens",
           "output_tokens", "total_tokens", "unpriced_spans", "estimated_spans"]
 MEASURES = ["cost", *COUNTS]
@@ -155,21 +164,38 @@ def _ranges_sql(column: str, ranges: list[tuple[datetime, datetime]]) -> str:
     return " OR ".join(f"({column} >= {bound(a)} AND {column} < {bound(b)})" for a, b in ranges)
 
 
-def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
+def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]], lacking: str = "1",
+           filters: tuple[str, ...] = ()) -> str:
     """Sums per `keys` (name -> (expression on cost_hourly, on spans)) over the plan's parts:
-    every span of the window counted once."""
+    every span of the window counted once. `filters` (of INHERITED_FILTERS) keep the spans
+    whose own value, else their trace's, is the one bound to the filter's name; only a plan
+    without rollups can take them."""
     names = ", ".join(keys)
     parts = []
+    spans, live = "spans FINAL", " AND is_deleted = 0"
+    first, last = (f"toDate('{day:%Y-%m-%d}')" for day in (
+        the_plan.scan[0][0], the_plan.scan[-1][1] - timedelta(microseconds=1))) \
+        if the_plan.scan else ("", "")
+    for name in filters:
+        live += f" AND {inherited_filter(name, first, last)}"
+    if the_plan.scan and any("trace_" in exprs[1] for exprs in keys.values()):
+        # The trace-level fields of the traces read: all their spans lie within
+        # QUERY_TRACE_MAX_DAYS of the days read (the slack).
+        # The traces with a span that lacks the field, in any version (a superset: no FINAL).
+        candidates = (f"trace_id IN (SELECT trace_id FROM spans WHERE org_id = {{org:UInt64}}"
+                      f" AND toDate(start_time) >= {first} AND toDate(start_time) <= {last}"
+                      f" AND {lacking})")
+        spans += (f" LEFT ANY JOIN ({trace_fields_sql(first, last, candidates)})"
+                  " AS trace_fields USING (trace_id)")
     for table, ranges, column, measures, side in (
             ("cost_hourly", the_plan.rollup, "hour", ROLLUP_MEASURES, 0),
-            ("spans FINAL", the_plan.scan, "start_time", SPAN_MEASURES, 1)):
+            (spans, the_plan.scan, "start_time", SPAN_MEASURES, 1)):
         if ranges:
             selected = ", ".join(f"{exprs[side]} AS {name}" for name, exprs in keys.items())
             # Tombstones (a span's version moved to another day) are no spans; in the
             # rollups they make their day inexact, so that day is read from here.
-            live = " AND is_deleted = 0" if side else ""
             parts.append(f"SELECT {selected}, {measures} FROM {table}"
-                         f" WHERE org_id = {{org:UInt64}}{live}"
+                         f" WHERE org_id = {{org:UInt64}}{live if side else ''}"
                          f" AND ({_ranges_sql(column, ranges)})"
                          f" GROUP BY {names}")
     sums = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
@@ -177,11 +203,16 @@ def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]]) -> str:
             f" GROUP BY {names} ORDER BY {names}")
 
 
-def _query(the_plan: Plan, keys: dict[str, tuple[str, str]], org_id: int) -> list[dict]:
+def _query(the_plan: Plan, keys: dict[str, tuple[str, str]], org_id: int,
+           lacking: str = "1", filters: dict | None = None) -> list[dict]:
     if not (the_plan.rollup or the_plan.scan):
         return []
-    result = get_client().query(_union(the_plan=the_plan, keys=keys),
-                                parameters={"org": org_id})
+    filters = filters or {}
+    result = get_client().query(_union(the_plan=the_plan, keys=keys, lacking=lacking,
+                                       filters=tuple(filters)),
+                                parameters={"org": org_id,
+                                            "slack": settings.QUERY_TRACE_MAX_DAYS,
+                                            **filters})
     return list(result.named_results())
 
 
@@ -194,24 +225,31 @@ def _iso(moment: datetime) -> str:
 
 
 def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
-                   group_by: str | None) -> dict:
+                   group_by: str | None, filters: dict | None = None) -> dict:
     """Costs and tokens of an org's spans starting in [start, end), per bucket and group, with
     totals and the models no price matched. Equal, to the last decimal, to the sums over the
-    stored spans (`spans FINAL`)."""
+    stored spans (`spans FINAL`). `filters` (user_id, session_id, tag: see
+    INHERITED_FILTERS) keep the spans of that user, session or tag, their own or else their
+    trace's; the rollups cannot tell those, so a filtered report reads spans."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
-    by_model = plan(start=start, end=end, exact_days=exact_days(org_id=org_id, start=start,
-                                                                 end=end))
+    filters = {name: value for name, value in (filters or {}).items()
+               if name in INHERITED_FILTERS and value is not None}
+    if filters:
+        by_model = Plan([], [(start, end)])
+    else:
+        by_model = plan(start=start, end=end, exact_days=exact_days(org_id=org_id, start=start,
+                                                                     end=end))
     rollup_group, span_group = GROUPS[group_by]
-    # Sessions and tags are not kept in the rollups: those groups are read from spans.
+    # Users, sessions and tags of traces are not in the rollups: those groups read spans.
     by_group = by_model if rollup_group is not None else Plan([], [(start, end)])
     to_bucket = BUCKETS[bucket]
     groups = _query(by_group, {
         "bucket": (f"{to_bucket}(hour)", f"{to_bucket}(toDateTime(start_time))"),
         "grp": (rollup_group, span_group),
-    }, org_id)
+    }, org_id, LACKING.get(group_by, "1"), filters)
     models = _query(by_model, {"model_name": ("toString(model)", "toString(model)"),
                                "provider_name": ("toString(provider)", "toString(provider)")},
-                    org_id)
+                    org_id, filters=filters)
     with localcontext(prec=60):  # Decimal(38, 12) sums, exact
         totals = {"cost": sum((row["cost"] for row in models), Decimal(0)),
                   **{name: sum(row[name] for row in models) for name in COUNTS}}
@@ -234,22 +272,25 @@ def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
 
 def cost_report(*, org_id: int, start: datetime, end: datetime, bucket: str = "hour",
                 group_by: str | None = None, requested: dict | None = None,
-                cached: bool = True) -> tuple[bytes, str]:
+                cached: bool = True, filters: dict | None = None) -> tuple[bytes, str]:
     """(the report as JSON, "l2", "miss" or "bypass"): from the L2 cache (COST_CACHE_TTL_S)
     unless the org stored new costs since it was computed. Cached under `requested` (the
     window as the client asked for it, so a default window ending "now" hits the cache too),
-    else under the resolved window; `cached` False computes afresh."""
+    else under the resolved window; `cached` False computes afresh. `filters`: as
+    compute_report's."""
+    filters = filters or {}
     if not cached:
         return orjson.dumps(compute_report(org_id=org_id, start=start, end=end, bucket=bucket,
-                                           group_by=group_by)), "bypass"
+                                           group_by=group_by, filters=filters)), "bypass"
     # Read before computing: a report racing a drain is filed under the older generation.
     generation = _generation(org_id)
     window = requested if requested is not None else {"from": start, "to": end}
-    params = {**window, "bucket": bucket, "group_by": group_by, "generation": generation}
+    params = {**window, "bucket": bucket, "group_by": group_by, "generation": generation,
+              **filters}
 
     def compute() -> bytes:
         return orjson.dumps(compute_report(org_id=org_id, start=start, end=end, bucket=bucket,
-                                           group_by=group_by))
+                                           group_by=group_by, filters=filters))
 
     if generation < 0:
         return compute(), "miss"

@@ -19,7 +19,9 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 class TraceSummary(serializers.Serializer):
     trace_id = serializers.CharField()
-    name = serializers.CharField(help_text="The root span's name (else the earliest span's).")
+    name = serializers.CharField(
+        help_text="The trace's name: metadata `trace.name` of a span (the root's first, else "
+                  "the earliest span's), else the root span's name (else the earliest span's).")
     start_time = serializers.DateTimeField()
     end_time = serializers.DateTimeField(help_text="Latest end (or start) of its spans.")
     duration_ms = serializers.FloatField()
@@ -29,9 +31,15 @@ class TraceSummary(serializers.Serializer):
     cost = serializers.CharField(help_text="Sum of the spans' costs, as an exact decimal.")
     status = serializers.ChoiceField(choices=["ok", "error"],
                                      help_text="`error` if any span failed.")
-    user_id = serializers.CharField(help_text="The earliest span's user, if any.")
-    session_id = serializers.CharField(help_text="The earliest span's session, if any.")
-    tags = serializers.ListField(child=serializers.CharField(), help_text="All spans' tags.")
+    user_id = serializers.CharField(
+        help_text="The trace's user: the root span's, else the earliest span's that has one. "
+                  "It counts for every span of the trace without its own.")
+    session_id = serializers.CharField(
+        help_text="The trace's session: the root span's, else the earliest span's that has "
+                  "one. It counts for every span of the trace without its own.")
+    tags = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="All spans' tags; they count for every span of the trace without its own.")
 
 
 class TracePage(serializers.Serializer):
@@ -65,9 +73,13 @@ class Span(serializers.Serializer):
     cached_input_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()
     cost = serializers.CharField()
-    session_id = serializers.CharField()
-    user_id = serializers.CharField()
-    tags = serializers.ListField(child=serializers.CharField())
+    session_id = serializers.CharField(help_text="As the span carries it (empty: its trace's "
+                                                 "counts for it).")
+    user_id = serializers.CharField(help_text="As the span carries it (empty: its trace's "
+                                              "counts for it).")
+    tags = serializers.ListField(child=serializers.CharField(),
+                                 help_text="As the span carries them (none: its trace's count "
+                                           "for it).")
     metadata = serializers.DictField(child=serializers.CharField())
     environment = serializers.CharField()
 

@@ -62,16 +62,25 @@ class PageParams(WindowParams):
         return attrs
 
 
+# Trace-level fields (user, session, tags, trace name) set on any span of a trace count for
+# every span of it that has none of its own (ingestion.query.selectors._trace_level).
+INHERITED = (" A user, session or tags set on any span of a trace (the root's first, else "
+             "the earliest span's; tags: all of its spans') count for each of its spans "
+             "that has none of its own.")
+
+
 class TraceFilterParams(PageParams):
-    user_id = _text(256, "Traces with a span of this user.")
-    session_id = _text(128, "Traces with a span in this session.")
+    user_id = _text(256, "Traces with a span of this user." + INHERITED)
+    session_id = _text(128, "Traces with a span in this session." + INHERITED)
     model = _text(256, "Traces with a span calling this model.")
     status = serializers.ChoiceField(
         required=False, choices=SpanStatus.__args__,
         help_text="`error`: traces where a span failed; `ok`: traces where none did.")
-    tag = _text(256, "Traces with a span carrying this tag.")
+    tag = _text(256, "Traces with a span carrying this tag." + INHERITED)
     environment = _text(128, "Traces with a span from this environment.")
-    name = _text(1024, "Substring of the trace's name (its root span's), any case.")
+    name = _text(1024, "Substring of the trace's name, any case: the metadata value "
+                       "`trace.name` of a span (the root's first, else the earliest span's), "
+                       "else its root span's name.")
 
 
 class TraceListParams(TraceFilterParams):
@@ -80,6 +89,12 @@ class TraceListParams(TraceFilterParams):
 
 class SpanSearchParams(TraceFilterParams):
     CURSOR_KIND = "spans"
+    user_id = _text(256, "Spans of this user: their own, or their trace's when they have "
+                         "none." + INHERITED)
+    session_id = _text(128, "Spans in this session: their own, or their trace's when they "
+                            "have none." + INHERITED)
+    tag = _text(256, "Spans carrying this tag: theirs, or their trace's when they have "
+                     "none." + INHERITED)
     name = _text(1024, "Substring of the span's name, any case.")
     kind = serializers.ChoiceField(required=False, choices=SpanKind.__args__)
     min_latency_ms = serializers.FloatField(required=False, min_value=0,
@@ -98,6 +113,12 @@ class MetricsParams(WindowParams):
                                      help_text="Width of each point of the series.")
     group_by = serializers.ChoiceField(required=False, default="none", choices=GROUPS,
                                        help_text="One series per value of this field.")
+    user_id = _text(256, "Only spans of this user: their own, or their trace's when they "
+                         "have none." + INHERITED)
+    session_id = _text(128, "Only spans in this session: their own, or their trace's when "
+                            "they have none." + INHERITED)
+    tag = _text(256, "Only spans carrying this tag: theirs, or their trace's when they have "
+                     "none." + INHERITED)
 
     def validate(self, attrs: dict) -> dict:
         start, end = resolve_window(attrs.get("from"), attrs.get("to"))

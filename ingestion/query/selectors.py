@@ -30,7 +30,7 @@ TRACE_FILTERS = {
     "model": "max(model = {model:String})",
     "tag": "max(has(tags, {tag:String}))",
     "environment": "max(environment = {environment:String})",
-    "name": "positionCaseInsensitiveUTF8(root_name, {name:String}) > 0",
+    "name": "positionCaseInsensitiveUTF8(trace_name, {name:String}) > 0",
     "status": "erred = ({status:String} = 'error')",
 }
 # The same filters over trace_index, which unites every version ever stored: a trace whose
@@ -44,10 +44,69 @@ TRACE_PREFILTERS = {
     "environment": "max(has(environments, {environment:String}))",
     "status": "({status:String} != 'error' OR max(has_error) = 1)",
 }
+# Trace-level fields (issue 12): a user, session, tags or trace name set on any span of a
+# trace count for all of its spans. The trace's value of a field is the root span's, else the
+# earliest span's that carries one, over the newest versions of its spans; its tags are the
+# union of its spans'. A span's own non-empty value is never replaced. SDKs (Langfuse, our
+# OTLP mapping) name a trace apart from its root span through the reserved metadata key
+# TRACE_NAME_KEY; without it the trace is named after its root span.
+TRACE_NAME_KEY = "trace.name"
+TRACE_NAME_SQL = f"metadata['{TRACE_NAME_KEY}']"
+TRACE_TAGS_SQL = "arraySort(groupUniqArrayArray(CAST(tags, 'Array(String)')))"
+
+
+def _trace_level(column: str) -> str:
+    """SQL aggregate: the trace's value of `column` (the root's, else the earliest span's)."""
+    return (f"tupleElement(minIf((parent_span_id != '', start_time, {column}), "
+            f"{column} != ''), 3)")
+
+
+# Span-level filters on a trace-level field: (the span's own value matches, the span has
+# none, trace_index's superset of the traces that may match, the trace's value matches).
+INHERITED_FILTERS = {
+    "user_id": ("user_id = {user_id:String}", "user_id = ''", "has(users, {user_id:String})",
+                "trace_user = {user_id:String}"),
+    "session_id": ("session_id = {session_id:String}", "session_id = ''",
+                   "has(sessions, {session_id:String})", "trace_session = {session_id:String}"),
+    "tag": ("has(tags, {tag:String})", "empty(tags)", "has(tags, {tag:String})",
+            "has(trace_tags, {tag:String})"),
+}
+
+
+def trace_fields_sql(first_day: str, last_day: str, candidates: str = "1") -> str:
+    """A subquery: per trace with spans on the days from `first_day` to `last_day` (SQL
+    Dates), its trace-level user, session and tags (`trace_user`, `trace_session`,
+    `trace_tags`) over the newest versions of all its spans, which lie within
+    QUERY_TRACE_MAX_DAYS of those days. Binds {org:UInt64} and {slack:UInt16}."""
+    return f"""
+        SELECT trace_id, {_trace_level('user_id')} AS trace_user,
+            {_trace_level('session_id')} AS trace_session, {TRACE_TAGS_SQL} AS trace_tags
+        FROM spans FINAL
+        WHERE org_id = {{org:UInt64}} AND is_deleted = 0
+            AND toDate(start_time) >= {first_day} - {{slack:UInt16}}
+            AND toDate(start_time) <= {last_day} + {{slack:UInt16}}
+            AND {candidates}
+        GROUP BY trace_id"""
+
+
+def inherited_filter(name: str, first_day: str, last_day: str) -> str:
+    """SQL: a span (of the days from `first_day` to `last_day`) whose own value of a
+    trace-level field matches, or that has none and whose trace's value matches. trace_index
+    (every version ever stored) narrows the traces whose value is worked out."""
+    own, empty, indexed, inherited = INHERITED_FILTERS[name]
+    candidates = f"""trace_id IN (
+            SELECT trace_id FROM trace_index
+            WHERE org_id = {{org:UInt64}} AND day >= {first_day} - {{slack:UInt16}}
+                AND day <= {last_day} + {{slack:UInt16}} AND {indexed})"""
+    return f"""({own} OR ({empty} AND trace_id IN (
+        SELECT trace_id FROM ({trace_fields_sql(first_day, last_day, candidates)})
+        WHERE {inherited})))"""
+
+
 # Per-trace figures over its spans' newest versions (`spans FINAL WHERE is_deleted = 0`).
 # SQL aliases differ from column names: ClickHouse would read a column name inside an
 # aggregate as the alias of that aggregate.
-TRACE_AGGREGATES = """
+TRACE_AGGREGATES = f"""
             min(start_time) AS started,
             if(count(end_time) = 0, NULL, max(coalesce(end_time, start_time))) AS ended,
             count() AS spans_n,
@@ -56,9 +115,11 @@ TRACE_AGGREGATES = """
             sum(cost) AS cost_sum,
             max(status = 'error') AS erred,
             tupleElement(min((parent_span_id != '', start_time, name)), 3) AS root_name,
-            argMinIf(user_id, start_time, user_id != '') AS first_user,
-            argMinIf(session_id, start_time, session_id != '') AS first_session,
-            arraySort(groupUniqArrayArray(CAST(tags, 'Array(String)'))) AS trace_tags"""
+            {_trace_level(TRACE_NAME_SQL)} AS set_name,
+            if(set_name != '', set_name, root_name) AS trace_name,
+            {_trace_level('user_id')} AS first_user,
+            {_trace_level('session_id')} AS first_session,
+            {TRACE_TAGS_SQL} AS trace_tags"""
 # Span-level filters, for span search.
 SPAN_FILTERS = {
     "user_id": "user_id = {user_id:String}",
@@ -127,7 +188,7 @@ def _trace_item(row: dict) -> dict:
     start, end = row["started"], row["ended"]  # end: None when no span has an end_time
     return {
         "trace_id": row["trace_id"],
-        "name": row["root_name"],
+        "name": row["trace_name"],
         "start_time": start,
         "end_time": end,
         "duration_ms": None if end is None else (end - start) / timedelta(milliseconds=1),
@@ -342,10 +403,16 @@ def get_trace(*, org_id: int, trace_id: str) -> dict | None:
             WHERE org_id = {org:UInt64} AND content_hash IN {hashes:Array(String)}
             GROUP BY content_hash
         """, {"org": org_id, "hashes": hashes})}
+    def trace_level(value) -> str:  # as _trace_level: the root's value, else the earliest
+        carrying = [(r["parent_span_id"] != "", r["start_time"], value(r)) for r in rows
+                    if value(r)]
+        return min(carrying)[2] if carrying else ""
+
+    root_name = min(rows, key=lambda r: (r["parent_span_id"] != "", r["start_time"],
+                                         r["name"]))["name"]
     summary = _trace_item({  # as trace_summaries computes it, over the same spans
         "trace_id": trace_id,
-        "root_name": min(rows, key=lambda r: (r["parent_span_id"] != "", r["start_time"],
-                                              r["name"]))["name"],
+        "trace_name": trace_level(lambda r: r["metadata"].get(TRACE_NAME_KEY, "")) or root_name,
         "started": min(r["start_time"] for r in rows),
         "ended": (max(r["end_time"] or r["start_time"] for r in rows)
                   if any(r["end_time"] for r in rows) else None),
@@ -354,8 +421,8 @@ def get_trace(*, org_id: int, trace_id: str) -> dict | None:
         "tokens_out": sum(r["output_tokens"] for r in rows),
         "cost_sum": sum((r["cost"] for r in rows), Decimal(0)),
         "erred": any(r["status"] == "error" for r in rows),
-        "first_user": next((r["user_id"] for r in rows if r["user_id"]), ""),
-        "first_session": next((r["session_id"] for r in rows if r["session_id"]), ""),
+        "first_user": trace_level(lambda r: r["user_id"]),
+        "first_session": trace_level(lambda r: r["session_id"]),
         "trace_tags": sorted({t for r in rows for t in r["tags"]}),
     })
     spans = [_span_item(row, content) for row in rows]
@@ -402,6 +469,10 @@ def search_spans(*, org_id: int, params: dict) -> dict:
                           after_span=position["span"])
     for name, condition in SPAN_FILTERS.items():
         if name in params:
+            if name in INHERITED_FILTERS:  # a span without its own value has its trace's
+                condition = inherited_filter(name, f"toDate({at('start')})",
+                                             f"toDate({at('end')})")
+                parameters["slack"] = settings.QUERY_TRACE_MAX_DAYS
             where.append(condition)
             parameters[name] = params[name]
     rows = _rows(f"""
@@ -433,6 +504,15 @@ def span_metrics(*, org_id: int, params: dict) -> dict:
     8192 values per bucket and group: exact below that, within about 1 % of rank above)."""
     start, end = resolve_window(params.get("from"), params.get("to"))
     bucket, group = params["bucket"], params["group_by"]
+    parameters = {"org": org_id, "start": micros(start), "end": micros(end),
+                  "slack": settings.QUERY_TRACE_MAX_DAYS}
+    # Spans of a user, session or tag: their own, or their trace's when they have none.
+    filters = ""
+    for name in INHERITED_FILTERS:
+        if name in params:
+            filters += " AND " + inherited_filter(name, f"toDate({at('start')})",
+                                                  f"toDate({at('end')})")
+            parameters[name] = params[name]
     rows = _rows(f"""
         SELECT {BUCKET_SQL[bucket]} AS bucket_start, {GROUP_SQL[group]} AS grp,
             count() AS spans_n,
@@ -443,11 +523,11 @@ def span_metrics(*, org_id: int, params: dict) -> dict:
             sum(total_tokens) AS tokens_total
         FROM spans FINAL
         WHERE org_id = {{org:UInt64}} AND is_deleted = 0
-            AND start_time >= {at('start')} AND start_time < {at('end')}
+            AND start_time >= {at('start')} AND start_time < {at('end')}{filters}
         GROUP BY bucket_start, grp
         ORDER BY bucket_start, grp
         {FINAL_SETTINGS}
-    """, {"org": org_id, "start": micros(start), "end": micros(end)})
+    """, parameters)
     series = []
     for row in rows:
         latency = [None if value != value else value for value in row["latency"]]  # NaN: none
