@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans
 from tests.query_workload import wait_for_settle
 

@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 
 from evaluation.serializers import kept_time
 from evaluation.services import scores
-from ingestion.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
 from ingestion.langfuse.mapping import BadEvent, score_fields
 from ingestion.langfuse.service import ingest_batch, score_row
 from ingestion.models import Org
@@ -22,6 +21,7 @@ from ingestion.services.accept import IngestionPaused, RateLimited
 from ingestion.services.publish import PublishFailed
 from ingestion.views import PayloadTooLarge, RawJSONParser
 from llmops.api_errors import Unavailable
+from llmops.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
 from llmops.metrics import INGEST_REFUSED
 
 

@@ -16,12 +16,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.views import APIView
 
-from ingestion.auth import ApiKeyAuthentication, HasOrg
 from ingestion.otlp.decode import MalformedRequest, decode_json, decode_protobuf
 from ingestion.otlp.export import export_spans
 from ingestion.services.accept import IngestionPaused, RateLimited
 from ingestion.services.publish import PublishFailed
 from llmops.api_errors import Unavailable, api_exception_handler
+from llmops.auth import ApiKeyAuthentication, HasOrg
 from llmops.metrics import INGEST_REFUSED
 
 PROTOBUF = "application/x-protobuf"
