@@ -276,7 +276,7 @@ def test_api_errors_are_json_with_a_detail_never_html():
     client = Client(raise_request_exception=False)
     for url, status in (("/api/v1/test-crash", 500), ("/api/v1/test-django-crash", 500),
                         ("/api/v1/no-such-endpoint", 404), ("/api/nothing", 404),
-                        ("/v1/traces", 404)):
+                        ("/v1/no-such-signal", 404)):
         response = client.get(url)
         assert response.status_code == status, url
         assert response["Content-Type"] == "application/json", url

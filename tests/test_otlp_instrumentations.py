@@ -3,10 +3,12 @@ wrapping the real `openai` client against a fake OpenAI server on loopback, expo
 OTLP/HTTP exporter to a live API: the stored span has the model, provider, messages, usage
 with cached tokens and a computed cost, each compared with what the client sent."""
 
+import sys
 from decimal import Decimal
 
 import openai
 import pytest
+import wrapt
 from openinference.instrumentation import using_attributes
 from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInferenceOpenAI
 from opentelemetry.instrumentation.openai import OpenAIInstrumentor as TraceloopOpenAI
@@ -47,6 +49,22 @@ def expected_cost() -> Decimal:
             + fake_openai.COMPLETION_TOKENS * Decimal("0.6")) / 10**6
 
 
+def unwrap_openai() -> None:
+    """Undo what uninstrument() leaves behind: opentelemetry-instrumentation-openai 0.62.4
+    keeps its wrapt wrappers on the openai resource classes, and a later test's instrumentor
+    (our SDK's) would then nest its spans under spans of this test's dead provider."""
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("openai.resources"):
+            continue
+        for cls in vars(module).values():
+            if not isinstance(cls, type):
+                continue
+            for attr, value in list(vars(cls).items()):
+                while isinstance(value, wrapt.FunctionWrapper):
+                    value = value.__wrapped__
+                    setattr(cls, attr, value)
+
+
 def call_openai(instrumentor, **context) -> list:
     """One chat completion through the instrumented client; the spans it recorded."""
     provider, memory = recording_provider()
@@ -62,6 +80,7 @@ def call_openai(instrumentor, **context) -> list:
             assert len(fake.requests) == 1
     finally:
         instrumentor.uninstrument()
+        unwrap_openai()
     spans = memory.get_finished_spans()
     assert len(spans) == 1, [span.name for span in spans]
     return list(spans)
