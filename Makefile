@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVICES := $(PY) scripts/services.py
 PROCESSES := $(PY) scripts/processes.py
 
-.PHONY: install services services-down services-status run stop test lint bench chaos
+.PHONY: install services services-down services-status run stop test lint bench chaos vendor vendor-check
 
 install: $(VENV)/.installed
 
@@ -45,3 +45,10 @@ bench: services
 # kills and restarts the services, so nothing else should use them meanwhile. ~10 minutes.
 chaos: services
 	$(PY) -m chaos $(CHAOS_ARGS)
+
+# Refresh the vendored htmx and uPlot from the npm registry by their pinned versions.
+vendor:
+	$(PYTHON) scripts/vendor_assets.py
+
+vendor-check:
+	$(PYTHON) scripts/vendor_assets.py --check
