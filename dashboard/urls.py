@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard.views import account, pending
+from dashboard.views import account, keys, pending
 
 app_name = "dashboard"
 
@@ -13,7 +13,9 @@ urlpatterns = [
     path("org/", account.switch, name="switch-org"),
     path("traces/", pending.placeholder("Traces"), name="traces"),
     path("sessions/", pending.placeholder("Sessions"), name="sessions"),
-    path("keys/", pending.placeholder("API keys"), name="keys"),
+    path("keys/", keys.keys, name="keys"),
+    path("keys/issue", keys.issue, name="key-issue"),
+    path("keys/<int:key_id>/revoke", keys.revoke, name="key-revoke"),
     # The charts part of issue 13 replaces these four lines with its pages.
     path("overview/", pending.placeholder("Overview"), name="overview"),
     path("costs/", pending.placeholder("Costs"), name="costs"),
