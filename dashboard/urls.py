@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard.views import account, keys, pending
+from dashboard.views import account, keys, pending, traces
 
 app_name = "dashboard"
 
@@ -11,8 +11,10 @@ urlpatterns = [
     path("sign-in/", account.SignInView.as_view(), name="sign-in"),
     path("sign-out/", account.SignOutView.as_view(), name="sign-out"),
     path("org/", account.switch, name="switch-org"),
-    path("traces/", pending.placeholder("Traces"), name="traces"),
+    path("traces/", traces.traces, name="traces"),
+    path("traces/<path:trace_id>", pending.placeholder("Trace"), name="trace"),
     path("sessions/", pending.placeholder("Sessions"), name="sessions"),
+    path("session/", pending.placeholder("Session"), name="session"),
     path("keys/", keys.keys, name="keys"),
     path("keys/issue", keys.issue, name="key-issue"),
     path("keys/<int:key_id>/revoke", keys.revoke, name="key-revoke"),
