@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard.views import account, keys, pending, traces
+from dashboard.views import account, keys, pending, trace, traces
 
 app_name = "dashboard"
 
@@ -12,7 +12,9 @@ urlpatterns = [
     path("sign-out/", account.SignOutView.as_view(), name="sign-out"),
     path("org/", account.switch, name="switch-org"),
     path("traces/", traces.traces, name="traces"),
-    path("traces/<path:trace_id>", pending.placeholder("Trace"), name="trace"),
+    # Ids may hold any character: a trace's is the rest of the path, the others are queries.
+    path("traces/<path:trace_id>", trace.trace, name="trace"),
+    path("span/", trace.trace_span, name="trace-span"),
     path("sessions/", pending.placeholder("Sessions"), name="sessions"),
     path("session/", pending.placeholder("Session"), name="session"),
     path("keys/", keys.keys, name="keys"),
