@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard.views import account, keys, pending, trace, traces
+from dashboard.views import account, keys, pending, sessions, trace, traces
 
 app_name = "dashboard"
 
@@ -15,8 +15,9 @@ urlpatterns = [
     # Ids may hold any character: a trace's is the rest of the path, the others are queries.
     path("traces/<path:trace_id>", trace.trace, name="trace"),
     path("span/", trace.trace_span, name="trace-span"),
-    path("sessions/", pending.placeholder("Sessions"), name="sessions"),
-    path("session/", pending.placeholder("Session"), name="session"),
+    path("sessions/", sessions.sessions, name="sessions"),
+    path("session/", sessions.session, name="session"),
+    path("session/turn", sessions.session_turn, name="session-turn"),
     path("keys/", keys.keys, name="keys"),
     path("keys/issue", keys.issue, name="key-issue"),
     path("keys/<int:key_id>/revoke", keys.revoke, name="key-revoke"),
