@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -83,7 +84,7 @@ def wait_text(driver, css: str, text: str, timeout: float = WAIT_S):
 
 def sign_in(driver, email: str, password: str, path: str = "/") -> None:
     """Sign in through the form, as a person does, then open `path`."""
-    driver.get(dashboard_url(driver, "/sign-in/?next=" + path))
+    driver.get(dashboard_url(driver, "/sign-in/?next=" + quote(path, safe="/")))
     wait_for(driver, "#id_username").send_keys(email)
     driver.find_element(By.ID, "id_password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
