@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from ingestion.models import ApiKey, Org
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from ingestion.schema import MESSAGE_VERSION, SpanIn, SpanMessage, Usage
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
 from llmops.clickhouse import get_client

@@ -7,9 +7,9 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from costs.services.reports import BUCKETS, GROUPS, cost_report
-from ingestion.auth import ApiKeyAuthentication, HasOrg
 from ingestion.query import docs
-from ingestion.query.params import WindowParams, resolve_window
+from llmops.auth import ApiKeyAuthentication, HasOrg
+from llmops.params import WindowParams, resolve_window
 from operations.services.flags import flag_for
 
 

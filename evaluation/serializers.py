@@ -8,8 +8,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from evaluation.services.scores import STATUSES
-from ingestion.query.params import EARLIEST, LATEST, QueryParams
 from ingestion.services.accept import retention_days
+from llmops.params import EARLIEST, LATEST, QueryParams
 
 
 def storable_time(value):

@@ -11,9 +11,9 @@ from rest_framework.views import APIView
 
 from evaluation.serializers import ScoreFilters, ScoreIds, ScoreList, ScoresIn, score_out
 from evaluation.services import scores
-from ingestion.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
 from ingestion.query import docs
 from llmops.api_errors import Unavailable
+from llmops.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
 
 
 class ScoresView(APIView):

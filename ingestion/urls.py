@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ingestion.query_views import (
+from ingestion.query.views import (
     MetricsView,
     SessionView,
     SpansEndpoint,

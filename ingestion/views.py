@@ -10,11 +10,11 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ingestion.auth import ApiKeyAuthentication, HasOrg
 from ingestion.query import docs
 from ingestion.services.accept import IngestionPaused, RateLimited, accept_spans
 from ingestion.services.publish import PublishFailed
 from llmops.api_errors import Unavailable
+from llmops.auth import ApiKeyAuthentication, HasOrg
 from llmops.metrics import INGEST_REFUSED
 
 

@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from costs.models import Price
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from operations.models import ConfigFlag
 from operations.services import flags
 from operations.services.flags import FLAGS, flag, flag_for, forget_cached_flags, org_key

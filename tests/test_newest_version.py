@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from costs.models import Price
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from llmops.clickhouse import get_client
 from operations.services.retention import TTL_TABLES, set_spans_ttl
 from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans

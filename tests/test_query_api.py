@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 
 from ingestion.query.selectors import span_tree
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from tests.ingest_helpers import client_for
 from tests.query_workload import (
     duration_ms,

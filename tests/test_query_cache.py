@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from redis import Redis
 
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from llmops.cache import ENTRY_OVERHEAD_BYTES, ByteLRU
 from tests.ingest_helpers import client_for, drain_everything, post_spans
 from tests.query_workload import (

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from tests.ingest_helpers import client_for, count_rows, days_ago, iso_z
 from tests.query_workload import ingest_workload, merges_stopped, now_floor_hour
 

@@ -19,7 +19,7 @@ import pytest
 from django.core.cache import cache
 
 from costs.models import Price
-from ingestion.query_views import hot_traces
+from ingestion.query.views import hot_traces
 from llmops.clickhouse import get_client
 from tests.ingest_helpers import client_for, drain_everything, new_org, post_spans
 from tests.query_workload import wait_for_settle

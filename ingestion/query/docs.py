@@ -10,7 +10,7 @@ from ingestion.schema import SpanKind, SpanStatus
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "ingestion.auth.ApiKeyAuthentication"
+    target_class = "llmops.auth.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):

@@ -9,7 +9,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.views import APIView
 
-from ingestion.auth import ApiKeyAuthentication, HasOrg
 from ingestion.query import docs, selectors
 from ingestion.query.params import (
     MetricsParams,
@@ -18,6 +17,7 @@ from ingestion.query.params import (
     TraceListParams,
 )
 from ingestion.views import SpansView
+from llmops.auth import ApiKeyAuthentication, HasOrg
 from llmops.cache import ByteLRU, get_or_compute, query_key
 from operations.services.flags import flag_for
 
