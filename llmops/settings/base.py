@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "ingestion",
     "costs",
     "evaluation",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
