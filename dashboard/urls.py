@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from dashboard.charts import views as charts
 from dashboard.views import account, pending
 
 app_name = "dashboard"
@@ -14,9 +15,8 @@ urlpatterns = [
     path("traces/", pending.placeholder("Traces"), name="traces"),
     path("sessions/", pending.placeholder("Sessions"), name="sessions"),
     path("keys/", pending.placeholder("API keys"), name="keys"),
-    # The charts part of issue 13 replaces these four lines with its pages.
-    path("overview/", pending.placeholder("Overview"), name="overview"),
-    path("costs/", pending.placeholder("Costs"), name="costs"),
-    path("quality/", pending.placeholder("Quality"), name="quality"),
-    path("operations/", pending.placeholder("Operations"), name="operations"),
+    path("overview/", charts.overview, name="overview"),
+    path("costs/", charts.costs, name="costs"),
+    path("quality/", charts.quality, name="quality"),
+    path("operations/", charts.operations, name="operations"),
 ]

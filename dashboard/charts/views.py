@@ -2,10 +2,10 @@
 signed-in user's current org; Operations is for staff only (404 to anyone else, as for a
 page that does not exist)."""
 
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from dashboard.access import Seat, org_page
 from dashboard.charts import services
 from dashboard.charts.services import COST_GROUPS, WINDOWS
 
@@ -18,39 +18,33 @@ def _page(request: HttpRequest, template: str, context: dict) -> HttpResponse:
     return render(request, name, {**context, "body_template": body, "windows": list(WINDOWS)})
 
 
-def _org(request: HttpRequest):
-    from dashboard.orgs import current_org  # the dash app's helper: the user's current org
-
-    return current_org(request)
-
-
-@login_required
-def overview(request: HttpRequest) -> HttpResponse:
-    org = _org(request)
+@org_page
+def overview(request: HttpRequest, seat: Seat) -> HttpResponse:
+    org = seat.org
     win = services.window(request.GET.get("window"))
     return _page(request, "overview", {"org": org, "win": win,
                                        "page": services.overview(org.id, win)})
 
 
-@login_required
-def costs(request: HttpRequest) -> HttpResponse:
-    org = _org(request)
+@org_page
+def costs(request: HttpRequest, seat: Seat) -> HttpResponse:
+    org = seat.org
     win = services.window(request.GET.get("window"))
     page = services.costs(org.id, win, request.GET.get("group_by", "model"))
     return _page(request, "costs", {"org": org, "win": win, "page": page,
                                     "groups": COST_GROUPS})
 
 
-@login_required
-def quality(request: HttpRequest) -> HttpResponse:
-    org = _org(request)
+@org_page
+def quality(request: HttpRequest, seat: Seat) -> HttpResponse:
+    org = seat.org
     win = services.window(request.GET.get("window"))
     return _page(request, "quality", {"org": org, "win": win,
                                       "page": services.quality(org.id, win)})
 
 
-@login_required
-def operations(request: HttpRequest) -> HttpResponse:
+@org_page
+def operations(request: HttpRequest, seat: Seat) -> HttpResponse:
     if not request.user.is_staff:
         raise Http404("no such page")
-    return _page(request, "operations", {"org": _org(request), "page": services.operations()})
+    return _page(request, "operations", {"org": seat.org, "page": services.operations()})

@@ -10,3 +10,5 @@ DASHBOARD_SCORE_BINS = env("DASHBOARD_SCORE_BINS", 10)
 DASHBOARD_OPS_HISTORY = env("DASHBOARD_OPS_HISTORY", 20)
 # Where the Operations page links to flower (scripts/processes.py: FLOWER_PORT on loopback).
 DASHBOARD_FLOWER_URL = env("DASHBOARD_FLOWER_URL", "http://127.0.0.1:5555/")
+# Threads per process reading a page's independent parts side by side (Overview).
+DASHBOARD_READ_THREADS = env("DASHBOARD_READ_THREADS", 4)
