@@ -12,3 +12,5 @@ DASHBOARD_OPS_HISTORY = env("DASHBOARD_OPS_HISTORY", 20)
 DASHBOARD_FLOWER_URL = env("DASHBOARD_FLOWER_URL", "http://127.0.0.1:5555/")
 # Threads per process reading a page's independent parts side by side (Overview).
 DASHBOARD_READ_THREADS = env("DASHBOARD_READ_THREADS", 4)
+# Rows of the Costs page's table (the most costly groups); GET /api/v1/costs has them all.
+DASHBOARD_COST_TABLE_ROWS = env("DASHBOARD_COST_TABLE_ROWS", 100)
