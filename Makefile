@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVICES := $(PY) scripts/services.py
 PROCESSES := $(PY) scripts/processes.py
 
-.PHONY: install services browser services-down services-status run stop test lint bench chaos vendor vendor-check
+.PHONY: install services browser services-down services-status run stop test lint bench chaos vendor vendor-check screenshots
 
 install: $(VENV)/.installed
 
@@ -56,3 +56,7 @@ vendor:
 
 vendor-check:
 	$(PYTHON) scripts/vendor_assets.py --check
+
+# The README's screenshots of the dashboard (docs/screenshots/*.png), by headless Chromium.
+screenshots: services
+	$(PY) -m bench screenshots

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from dashboard.views import account, keys, pending, sessions, trace, traces
+from dashboard.charts import views as charts
+from dashboard.views import account, keys, sessions, trace, traces
 
 app_name = "dashboard"
 
@@ -21,9 +22,8 @@ urlpatterns = [
     path("keys/", keys.keys, name="keys"),
     path("keys/issue", keys.issue, name="key-issue"),
     path("keys/<int:key_id>/revoke", keys.revoke, name="key-revoke"),
-    # The charts part of issue 13 replaces these four lines with its pages.
-    path("overview/", pending.placeholder("Overview"), name="overview"),
-    path("costs/", pending.placeholder("Costs"), name="costs"),
-    path("quality/", pending.placeholder("Quality"), name="quality"),
-    path("operations/", pending.placeholder("Operations"), name="operations"),
+    path("overview/", charts.overview, name="overview"),
+    path("costs/", charts.costs, name="costs"),
+    path("quality/", charts.quality, name="quality"),
+    path("operations/", charts.operations, name="operations"),
 ]

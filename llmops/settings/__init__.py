@@ -3,6 +3,7 @@
 from .base import *  # noqa: F403
 from .caching import *  # noqa: F403
 from .celery import *  # noqa: F403
+from .charts import *  # noqa: F403
 from .clickhouse import *  # noqa: F403
 from .costs import *  # noqa: F403
 from .dashboard import *  # noqa: F403
