@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from pytest_django.live_server_helper import LiveServer
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
@@ -23,7 +24,8 @@ CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver
 SCREENSHOTS = Path(settings.VAR_DIR) / "test-screenshots"
 WAIT_S = float(os.environ.get("BROWSER_WAIT_S", "15"))
 
-__all__ = ["browser", "chromium_driver", "dashboard_url", "sign_in", "wait_for", "wait_text", "By"]
+__all__ = ["browser", "chromium_driver", "live_server", "dashboard_url", "sign_in", "wait_for",
+           "wait_text", "By"]
 
 
 def _require_browser() -> None:
@@ -32,6 +34,18 @@ def _require_browser() -> None:
         pytest.fail(f"the browser tests need {', '.join(missing)}: run `make services` (it "
                     "installs Debian's chromium and chromium-driver) or `apt-get install "
                     "chromium chromium-driver`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def live_server(collected_static):
+    """pytest-django's live server, but its static files come from WhiteNoise as under
+    gunicorn: pages name them by their hashed, collected names, which the finders that
+    pytest-django's handler serves from do not know."""
+    server = LiveServer("127.0.0.1:0", start=False)
+    server.thread.static_handler = lambda application: application
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
