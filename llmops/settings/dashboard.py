@@ -10,6 +10,9 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 SESSION_COOKIE_AGE = env("SESSION_COOKIE_AGE", SESSION_CACHE_TTL_S)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# Behind HTTPS (production), cookies go over HTTPS only.
+SESSION_COOKIE_SECURE = env("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env("CSRF_COOKIE_SECURE", SESSION_COOKIE_SECURE)
 CACHES = {**CACHES, SESSION_CACHE_ALIAS: {
     "BACKEND": "django.core.cache.backends.redis.RedisCache",
     "LOCATION": CACHE_REDIS_URL,
@@ -21,6 +24,5 @@ LOGIN_URL = "dashboard:sign-in"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "dashboard:sign-in"
 
-# Trace list: rows per page; trace detail: text longer than this is folded with its size.
-DASHBOARD_TRACES_PER_PAGE = env("DASHBOARD_TRACES_PER_PAGE", 50)
+# Trace detail: text longer than this is shown folded, with its size.
 DASHBOARD_FOLD_TEXT_CHARS = env("DASHBOARD_FOLD_TEXT_CHARS", 2000)
