@@ -4,8 +4,9 @@ drained into ClickHouse: what each page shows, and that every read is bound to t
 import pytest
 
 from dashboard.models import Membership
-from ingestion.models import Org
+from ingestion.models import ApiKey, Org
 from tests.dashboard_data import minutes_ago, new_trace_id, post, span
+from tests.ingest_helpers import client_for
 from tests.test_dashboard_access import create_user, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,3 +87,29 @@ def test_the_session_page_lists_its_traces_in_order_with_totals(team):
     turn = client.get(f"/session/turn?trace={first}").content.decode()
     assert "question 0" in turn and "answer 0" in turn
     assert "chat-42" in client.get("/sessions/").content.decode()
+
+
+def test_pages_and_the_api_share_one_cached_answer(team):
+    org, client = team
+    tid = new_trace_id()
+    post(org, [span(tid, 0, start=minutes_ago(4), name="shared read")])
+    assert client.get(f"/traces/{tid}").status_code == 200  # the page computes and caches
+    _, raw = ApiKey.issue(org)
+    answer = client_for(raw).get(f"/api/v1/traces/{tid}")
+    assert answer.status_code == 200 and answer["X-Cache"] in ("l1", "l2")
+    assert answer.json()["name"] == "shared read"
+
+
+def test_scores_show_in_the_list_and_on_their_span(team):
+    org, client = team
+    tid = new_trace_id()
+    post(org, [span(tid, 0, start=minutes_ago(6), name="scored answer")])
+    _, raw = ApiKey.issue(org)
+    sent = client_for(raw).post("/api/v1/scores", {"scores": [
+        {"trace_id": tid, "span_id": f"{tid}-s0", "name": "helpfulness", "value": 0.75,
+         "comment": "mostly right"}]}, format="json")
+    assert sent.status_code == 201, sent.content
+    row = client.get("/traces/").content.decode()
+    assert "helpfulness 0.75" in row
+    panel = client.get(f"/span/?trace={tid}&span={tid}-s0").content.decode()
+    assert "helpfulness" in panel and "mostly right" in panel and "0.750" in panel
