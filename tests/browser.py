@@ -17,7 +17,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver"))
@@ -25,7 +25,7 @@ SCREENSHOTS = Path(settings.VAR_DIR) / "test-screenshots"
 WAIT_S = float(os.environ.get("BROWSER_WAIT_S", "15"))
 
 __all__ = ["browser", "chromium_driver", "live_server", "dashboard_url", "sign_in", "wait_for",
-           "wait_text", "By"]
+           "wait_text", "switch_org", "By"]
 
 
 def _require_browser() -> None:
@@ -103,3 +103,12 @@ def sign_in(driver, email: str, password: str, path: str = "/") -> None:
     driver.find_element(By.ID, "id_password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     wait_for(driver, "header.top")
+
+
+def switch_org(driver, label: str) -> None:
+    """Choose `label` in the header's org switcher and wait for the page it loads (the old
+    page's select shows the choice at once, so waiting on the text alone would race)."""
+    select = wait_for(driver, "#org-select")
+    Select(select).select_by_visible_text(label)
+    WebDriverWait(driver, WAIT_S).until(expected_conditions.staleness_of(select))
+    wait_text(driver, "#org-select option:checked", label.split(" (")[0])

@@ -102,3 +102,20 @@ def test_a_user_without_an_org_is_told_how_to_get_one():
     client = signed_in("lonely@example.com", "pw-lonely-1")
     answer = client.get("/traces/")
     assert answer.status_code == 403 and b"no organisation" in answer.content
+
+
+def test_memberships_are_kept_in_the_admin(admin_client):
+    password = create_user("adm@example.com", "dash-adm", "member")
+    assert password
+    listing = admin_client.get("/admin/dashboard/membership/")
+    assert listing.status_code == 200 and b"adm@example.com" in listing.content
+    assert admin_client.get("/admin/dashboard/membership/add/").status_code == 200
+
+
+def test_one_membership_per_user_and_org():
+    from django.db import IntegrityError, transaction
+
+    create_user("once@example.com", "dash-once", "viewer")
+    membership = Membership.objects.get(user__username="once@example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Membership.objects.create(user=membership.user, org=membership.org, role="admin")

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.browser import *  # noqa: F403
-from tests.browser import By, sign_in, wait_for, wait_text
+from tests.browser import By, sign_in, switch_org, wait_for
 from tests.test_dashboard_access import create_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,9 +17,7 @@ def test_sign_in_see_only_your_orgs_and_switch(browser):
     options = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#org-select option")]
     assert options == ["brw-one (admin)", "brw-two (viewer)"]
     assert "brw-foreign" not in browser.page_source
-    select = wait_for(browser, "#org-select")
-    select.find_element(By.XPATH, "option[normalize-space()='brw-two (viewer)']").click()
-    wait_text(browser, "#org-select option:checked", "brw-two")
+    switch_org(browser, "brw-two (viewer)")
     assert browser.current_url.endswith("/traces/")
 
 

@@ -6,7 +6,7 @@ from selenium.webdriver.support.ui import Select
 
 from dashboard.models import Membership
 from tests.browser import *  # noqa: F403
-from tests.browser import By, dashboard_url, sign_in, wait_for, wait_text
+from tests.browser import By, dashboard_url, sign_in, switch_org, wait_for, wait_text
 from tests.dashboard_data import minutes_ago, new_trace_id, post, span
 from tests.test_dashboard_access import create_user
 
@@ -93,9 +93,7 @@ def test_switching_org_shows_only_that_orgs_traces(browser):
     post(org_b, [span(new_trace_id(), 0, start=minutes_ago(5), name="trace of org B")])
     sign_in(browser, "two-orgs@example.com", password, "/traces/")
     assert listed(browser) == ["trace of org A"]
-    Select(browser.find_element(By.ID, "org-select")).select_by_visible_text(
-        f"{slug_b} (viewer)")
-    wait_text(browser, "#org-select option:checked", slug_b)
+    switch_org(browser, f"{slug_b} (viewer)")
     assert listed(browser) == ["trace of org B"]
 
 
