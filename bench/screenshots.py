@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.contrib.auth import get_user_model
@@ -124,8 +125,8 @@ def pages(org_id: int) -> list[tuple[str, str]]:
     return [
         ("overview", "/overview/?window=7d"),
         ("traces", "/traces/"),
-        ("trace", f"/traces/{trace}/"),
-        ("session", f"/sessions/{session}/"),
+        ("trace", f"/traces/{trace}"),
+        ("session", f"/session/?id={quote(session)}"),
         ("costs", "/costs/?window=7d&group_by=model"),
         ("quality", "/quality/?window=24h"),
         ("operations", "/operations/"),

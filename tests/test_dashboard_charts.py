@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
+from ingestion.models import ApiKey
 from tests.ingest_helpers import client_for, drain_everything, iso_z, new_org, post_spans
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,3 +161,19 @@ def test_the_window_selector_swaps_only_the_body_for_htmx(demo):
     html = part.content.decode()
     assert html.lstrip().startswith('<section id="charts-body">')
     assert "<html" not in html
+
+
+def test_new_costs_show_at_once_though_the_page_is_cached(demo):
+    client = member(demo["org"])
+    first = client.get("/costs/?window=24h&group_by=user").context["page"]
+    assert f"{first['groups'][1]['cost']:.6f}" == COSTS_BY_USER["user-bob"]
+    key = ApiKey.issue(demo["org"])[1]
+    post_spans(client_for(key), [span(uuid.uuid4().hex, 0, user="user-bob", model="gpt-4o",
+                                      cost=0.5, minutes_ago=5)])
+    drain_everything()  # the drain bumps the org's cost generation: cached pages are dropped
+    again = client.get("/costs/?window=24h&group_by=user").context["page"]
+    assert {row["group"]: f"{row['cost']:.6f}" for row in again["groups"]} == {
+        "user-ann": "0.750000", "user-bob": "0.625000"}
+    overview = client.get("/overview/?window=24h").context["page"]
+    assert [(row["group"], f"{row['cost']:.6f}") for row in overview["top_users"]] == [
+        ("user-ann", "0.750000"), ("user-bob", "0.625000")]
