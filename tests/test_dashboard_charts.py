@@ -177,3 +177,17 @@ def test_new_costs_show_at_once_though_the_page_is_cached(demo):
     overview = client.get("/overview/?window=24h").context["page"]
     assert [(row["group"], f"{row['cost']:.6f}") for row in overview["top_users"]] == [
         ("user-ann", "0.750000"), ("user-bob", "0.625000")]
+
+
+def test_the_pages_escape_what_a_span_carries():
+    org, key = new_org(name="charts hostile")
+    hostile = "<script>alert(1)</script>"
+    post_spans(client_for(key), [span(uuid.uuid4().hex, 0, user=hostile, model=hostile,
+                                      cost=0.5, minutes_ago=5)])
+    drain_everything()
+    client = member(org)
+    for path in ("/overview/?window=1h", "/costs/?window=1h&group_by=user",
+                 "/costs/?window=1h&group_by=model"):
+        html = client.get(path).content.decode()
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path  # shown, as text
+        assert hostile not in html, path  # neither in the tables nor in the charts' JSON
