@@ -72,7 +72,7 @@ def org_page(view: Callable | None = None, *, role: str = Role.VIEWER):
             if seat is None:
                 return render(request, "dashboard/no_org.html", status=403)
             if not seat.allows(role):
-                raise PermissionDenied(f"needs the {role} role in {seat.org.slug}")
+                raise PermissionDenied(f"page needs the {role} role in {seat.org.slug}")
             request.seat = seat  # for the base template's org switcher and nav
             return func(request, seat, *args, **kwargs)
 

@@ -1,4 +1,5 @@
-"""Change announcements across processes (config flags, prices, the degradation level).
+"""Change announcements across processes (config flags, prices, the degradation level...),
+and AnnouncedCache, the one way a process caches what such a change can make stale.
 
 An operator's change is committed to the DB, then announced on Redis pub/sub
 (CONFIG_CHANNEL). Each process runs one listener thread that calls the callbacks
@@ -12,6 +13,8 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import redis
 from django.conf import settings
@@ -84,3 +87,65 @@ def _listen() -> None:
             listening.clear()
             logger.warning("change listener lost Redis (%s); reconnecting", exc)
             time.sleep(1)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[T]):
+    value: T
+    generation: int
+    loaded_at: float
+
+
+class AnnouncedCache(Generic[T]):
+    """One value (`load()`'s answer) that each process keeps for at most the setting
+    `ttl_setting` seconds, and drops as soon as any process announces `topic`.
+
+    A change bumps a generation counter; a load reads the generation before it reads the
+    value, under a lock. So a value loaded while a change is announced may answer the read
+    that loaded it (it began before the change), but it is never kept: the next read loads
+    again. Reads of a fresh value take no lock and no query."""
+
+    def __init__(self, topic: str, load: Callable[[], T], *, ttl_setting: str) -> None:
+        self.topic = topic
+        self.ttl_setting = ttl_setting
+        self._load = load
+        self._entry: _Entry[T] | None = None
+        self._generation = 0
+        self._generation_lock = threading.Lock()  # a bump is never lost to another bump
+        self._load_lock = threading.Lock()
+
+    def get(self) -> T:
+        """The value, loaded again if a change was announced since it was loaded or it is
+        older than the TTL. Whatever `load()` raises is raised (see `last()`)."""
+        entry = self._entry  # one read: a change meanwhile cannot pull it from under this one
+        return entry.value if self._fresh(entry) else self._reload()
+
+    def last(self) -> T | None:
+        """The value last loaded, fresh or not (None before the first load): what a caller
+        keeps using while the store behind `load()` is unreachable."""
+        entry = self._entry
+        return None if entry is None else entry.value
+
+    def forget(self) -> None:
+        """Drop this process's value; the next read loads it again."""
+        with self._generation_lock:
+            self._generation += 1
+
+    def _fresh(self, entry: _Entry[T] | None) -> bool:
+        return (entry is not None and entry.generation == self._generation
+                and time.monotonic() - entry.loaded_at <= getattr(settings, self.ttl_setting))
+
+    def _reload(self) -> T:
+        with self._load_lock:
+            entry = self._entry
+            if self._fresh(entry):
+                return entry.value  # another thread loaded it while this one waited
+            on_change(self.topic, self.forget)  # here, not at import: a forked worker listens too
+            # The generation first: a change announced during the load makes the value stale.
+            generation = self._generation
+            value = self._load()
+            self._entry = _Entry(value, generation, time.monotonic())
+            return value

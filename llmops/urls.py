@@ -1,9 +1,14 @@
 """URL routes: admin, API v1, OpenAPI docs, health, metrics, and the dashboard at the root."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 from health_check.views import HealthCheckView
 
 from llmops.metrics import render
@@ -24,6 +29,11 @@ def liveness(request):
     return HttpResponse("ok\n", content_type="text/plain")
 
 
+# The admin says whose it is, not "Django administration".
+admin.site.site_header = f"{settings.PRODUCT_NAME} administration"
+admin.site.site_title = f"{settings.PRODUCT_NAME} admin"
+admin.site.index_title = "Operations, keys, prices and evaluators"
+
 # Under /api/ and /v1/ every error is JSON with a `detail`; elsewhere Django's pages.
 handler400 = "llmops.api_errors.bad_request"
 handler403 = "llmops.api_errors.permission_denied"
@@ -37,6 +47,9 @@ urlpatterns = [
     path("api/v1/", include("evaluation.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema",
+                                                     template_name="llmops/redoc.html"),
+         name="redoc"),
     path("health/", HealthCheckView.as_view(checks=readiness_checks()), name="health"),
     path("health/live", liveness, name="health-live"),
     path("metrics", metrics, name="metrics"),

@@ -7,9 +7,11 @@ import os
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from pytest_django.live_server_helper import LiveServer
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
@@ -22,7 +24,8 @@ CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver
 SCREENSHOTS = Path(settings.VAR_DIR) / "test-screenshots"
 WAIT_S = float(os.environ.get("BROWSER_WAIT_S", "15"))
 
-__all__ = ["browser", "chromium_driver", "dashboard_url", "sign_in", "wait_for", "wait_text", "By"]
+__all__ = ["browser", "chromium_driver", "live_server", "dashboard_url", "sign_in", "wait_for",
+           "wait_text", "By"]
 
 
 def _require_browser() -> None:
@@ -31,6 +34,18 @@ def _require_browser() -> None:
         pytest.fail(f"the browser tests need {', '.join(missing)}: run `make services` (it "
                     "installs Debian's chromium and chromium-driver) or `apt-get install "
                     "chromium chromium-driver`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def live_server(collected_static):
+    """pytest-django's live server, but its static files come from WhiteNoise as under
+    gunicorn: pages name them by their hashed, collected names, which the finders that
+    pytest-django's handler serves from do not know."""
+    server = LiveServer("127.0.0.1:0", start=False)
+    server.thread.static_handler = lambda application: application
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +98,7 @@ def wait_text(driver, css: str, text: str, timeout: float = WAIT_S):
 
 def sign_in(driver, email: str, password: str, path: str = "/") -> None:
     """Sign in through the form, as a person does, then open `path`."""
-    driver.get(dashboard_url(driver, "/sign-in/?next=" + path))
+    driver.get(dashboard_url(driver, "/sign-in/?next=" + quote(path, safe="/")))
     wait_for(driver, "#id_username").send_keys(email)
     driver.find_element(By.ID, "id_password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()

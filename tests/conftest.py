@@ -67,6 +67,15 @@ def platform_services():
         clickhouse_migrations.apply(migration)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collected_static():
+    """Static files collected with their hashed names, as `make run` and the image do: pages
+    name them through the manifest, and WhiteNoise serves what is there when it starts."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", "--noinput", verbosity=0)
+
+
 @pytest.fixture(autouse=True)
 def fresh_process_caches():
     """In-process caches (degradation level, API keys, prices, retention, flags) must not

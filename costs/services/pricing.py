@@ -1,8 +1,6 @@
 """Which price applies to a span and what the span costs, exactly; prices cached per process."""
 
 import re
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -106,8 +104,6 @@ class PriceTable:
     """
 
     rows: tuple[PriceRow, ...]
-    generation: int
-    loaded_at: float
     providers: frozenset[str] = field(init=False)
     # The highest input-side (input, cached read, cache write) and output prices of any row:
     # what a token can cost at most, so ingestion can refuse counts whose cost cannot be stored.
@@ -160,40 +156,24 @@ def _ranked(rows: list[PriceRow]) -> tuple[PriceRow, ...]:
 # keeps the rows for PRICING_CACHE_TTL_S and drops them as soon as any process announces a
 # change (llmops.changes: Redis pub/sub, one listener thread per process).
 TOPIC = "pricing"
-_table: PriceTable | None = None
-_generation = 0  # bumped by every change: a table loaded before it is not trusted
-_load_lock = threading.Lock()
+
+
+def _read_prices() -> PriceTable:
+    return PriceTable(tuple(PriceRow.of(price) for price in Price.objects.all()))
+
+
+cached_prices = changes.AnnouncedCache(TOPIC, _read_prices, ttl_setting="PRICING_CACHE_TTL_S")
 
 
 def forget_cached_prices() -> None:
     """Drop this process's price rows; the next lookup reads them again."""
-    global _generation
-    _generation += 1
-
-
-def _fresh(table: PriceTable | None) -> bool:
-    return (table is not None and table.generation == _generation
-            and time.monotonic() - table.loaded_at <= settings.PRICING_CACHE_TTL_S)
+    cached_prices.forget()
 
 
 def price_table() -> PriceTable:
     """The rows in force for this process: at most PRICING_CACHE_TTL_S old, and never older
     than the last change announced."""
-    table = _table
-    return table if _fresh(table) else _load()
-
-
-def _load() -> PriceTable:
-    global _table
-    with _load_lock:
-        if _fresh(_table):
-            return _table  # another thread loaded it while this one waited
-        changes.on_change(TOPIC, forget_cached_prices)
-        # Read the generation first: a change announced during the read makes this table stale.
-        generation = _generation
-        _table = PriceTable(tuple(PriceRow.of(price) for price in Price.objects.all()),
-                            generation, time.monotonic())
-        return _table
+    return cached_prices.get()
 
 
 def price_for(*, model: str, provider: str = "", at: datetime) -> PriceRow | None:

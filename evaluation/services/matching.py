@@ -2,13 +2,9 @@
 their span filters and their sampling on the trace id."""
 
 import hashlib
-import threading
-import time
 from collections import defaultdict
 from datetime import datetime
 from fnmatch import fnmatchcase
-
-from django.conf import settings
 
 from evaluation.models import EvaluatorConfig
 from ingestion.services.rows import StoredSpan
@@ -17,38 +13,34 @@ from operations.models import DegradationLevel
 from operations.services.flags import flag_for
 
 TOPIC = "evaluators"
+Configs = tuple[dict[int, list[EvaluatorConfig]], dict[int, EvaluatorConfig]]
 
-_lock = threading.Lock()
-_cached: tuple[float, dict[int, list[EvaluatorConfig]], dict[int, EvaluatorConfig]] | None = None
+
+def _read_configs() -> Configs:
+    """The active configs, by org id and by id."""
+    by_org: dict[int, list[EvaluatorConfig]] = defaultdict(list)
+    by_id = {}
+    for config in EvaluatorConfig.objects.filter(is_active=True):
+        by_org[config.org_id].append(config)
+        by_id[config.id] = config
+    return dict(by_org), by_id
+
+
+cached_configs = changes.AnnouncedCache(TOPIC, _read_configs,
+                                        ttl_setting="EVALUATION_CONFIG_CACHE_TTL_S")
 
 
 def forget_cached_configs() -> None:
-    global _cached
-    _cached = None
-
-
-def _load() -> tuple[dict[int, list[EvaluatorConfig]], dict[int, EvaluatorConfig]]:
-    global _cached
-    with _lock:
-        ttl = settings.EVALUATION_CONFIG_CACHE_TTL_S
-        if _cached is None or time.monotonic() - _cached[0] > ttl:
-            changes.on_change(TOPIC, forget_cached_configs)
-            by_org: dict[int, list[EvaluatorConfig]] = defaultdict(list)
-            by_id = {}
-            for config in EvaluatorConfig.objects.filter(is_active=True):
-                by_org[config.org_id].append(config)
-                by_id[config.id] = config
-            _cached = (time.monotonic(), dict(by_org), by_id)
-        return _cached[1], _cached[2]
+    cached_configs.forget()
 
 
 def active_configs() -> dict[int, list[EvaluatorConfig]]:
     """Active configs by org id."""
-    return _load()[0]
+    return cached_configs.get()[0]
 
 
 def active_config(config_id: int) -> EvaluatorConfig | None:
-    return _load()[1].get(config_id)
+    return cached_configs.get()[1].get(config_id)
 
 
 def is_sampled(trace_id: str, rate: float) -> bool:

@@ -10,7 +10,7 @@ import msgspec
 from django.conf import settings
 from django.db import DatabaseError
 
-from costs.services.pricing import price_table
+from costs.services.pricing import cached_prices, price_table
 from costs.services.tokens import ESTIMATED_USAGE_KEY, has_reported_usage, usage_of_span
 from ingestion.schema import (
     MESSAGE_VERSION,
@@ -22,11 +22,12 @@ from ingestion.schema import (
 )
 from ingestion.services.publish import publish
 from ingestion.services.tenancy import OrgContext
-from llmops import metrics
+from llmops import changes, metrics
 from llmops.redis import get_redis
 from operations.models import DegradationLevel, TtlChange
 from operations.services.degradation import current_level
 from operations.services.flags import flag_for
+from operations.services.retention import RETENTION_TOPIC
 
 logger = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -89,43 +90,41 @@ def release_quota(key: str, count: int) -> None:
     pipe.execute()
 
 
-_retention: tuple[float, int] | None = None  # (read at, days)
-_highest_prices: tuple[int, int] = (0, 0)
+def _read_retention() -> int:
+    days = settings.CLICKHOUSE_SPANS_TTL_DAYS
+    emergency = TtlChange.objects.filter(table="spans").values_list("days", flat=True).first()
+    return min(days, emergency or days)
+
+
+cached_retention = changes.AnnouncedCache(RETENTION_TOPIC, _read_retention,
+                                          ttl_setting="INGEST_RETENTION_CACHE_TTL_S")
 
 
 def retention_days() -> int:
     """How long stored spans live: CLICKHOUSE_SPANS_TTL_DAYS, or an emergency TTL in force
     if shorter (operations.TtlChange), read at most every INGEST_RETENTION_CACHE_TTL_S."""
-    global _retention
-    now = time.monotonic()
-    if _retention is not None and now - _retention[0] <= settings.INGEST_RETENTION_CACHE_TTL_S:
-        return _retention[1]
-    days = settings.CLICKHOUSE_SPANS_TTL_DAYS
     try:
-        emergency = (TtlChange.objects.filter(table="spans")
-                     .values_list("days", flat=True).first())
+        return cached_retention.get()
     except DatabaseError:
         # PostgreSQL away: ingestion goes on (keys are cached too) with what was last read.
         logger.warning("emergency TTL unreadable; keeping the last one read", exc_info=True)
-        return _retention[1] if _retention else days
-    _retention = (now, min(days, emergency or days))
-    return _retention[1]
+        last = cached_retention.last()
+        return settings.CLICKHOUSE_SPANS_TTL_DAYS if last is None else last
 
 
 def forget_cached_retention() -> None:
-    global _retention
-    _retention = None
+    cached_retention.forget()
 
 
 def highest_prices() -> tuple[int, int]:
     """The price table's highest input-side and output prices; the last known ones while
     PostgreSQL is away."""
-    global _highest_prices
     try:
-        _highest_prices = price_table().highest
+        return price_table().highest
     except DatabaseError:
         logger.warning("prices unreadable; keeping the last ones read", exc_info=True)
-    return _highest_prices
+        table = cached_prices.last()
+        return (0, 0) if table is None else table.highest
 
 
 def span_limits(now: datetime | None = None) -> SpanLimits:

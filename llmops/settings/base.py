@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: no CDN at page load
     "health_check",
     "operations",
     "ingestion",
@@ -62,7 +63,7 @@ WSGI_APPLICATION = "llmops.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "llmops" / "templates"],  # the project's own (the Redoc page)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -87,8 +88,19 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# The product's name where people read it: the admin's header and title, the docs.
+PRODUCT_NAME = env("PRODUCT_NAME", "llmops")
+
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = VAR_DIR / "static"  # filled by `collectstatic` (make run, the image, the tests)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names (base.<hash>.css) and gzip beside them: WhiteNoise serves a hashed file
+    # with `Cache-Control: max-age=315360000, public, immutable`, so a CDN in front can keep
+    # it for good; a new version has a new name. Templates need the manifest collectstatic
+    # writes (a {% static %} of a file not collected is an error, not a broken link).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -101,6 +113,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "LLMOps trace platform API",
     "DESCRIPTION": "Ingest LLM spans, read traces, costs and quality scores back.",
     "VERSION": "1.0.0",
+    # /api/docs/ and /api/redoc/ load their scripts from our static files (the pinned
+    # drf-spectacular-sidecar package), never from a CDN: they work on a machine offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Two choice sets share the field name `status`: name each (spans', scores').
     "ENUM_NAME_OVERRIDES": {"SpanStatusEnum": ["ok", "error"],
                             "ScoreStatusEnum": ["ok", "skipped", "failed", "fallback"]},

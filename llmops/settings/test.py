@@ -33,5 +33,7 @@ CACHES = {"default": {**CACHES["default"],
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests drain until a partition is empty; a drain need not linger waiting for more.
 DRAIN_IDLE_EXIT_S = 0.3
+# Collected once per test session (tests/conftest.py), apart from what `make run` serves.
+STATIC_ROOT = VAR_DIR / "static-test"  # noqa: F405
 # Inside the embedded server's allowed backup path, apart from the operators' backups.
 BACKUP_DIR = str(VAR_DIR / "clickhouse" / "backups" / "test")  # noqa: F405

@@ -2,7 +2,6 @@
 and by triggers measured every few seconds, with hysteresis so it does not flap."""
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,22 +14,22 @@ from operations.models import DegradationChange, DegradationLevel, DegradationSt
 
 logger = logging.getLogger(__name__)
 TOPIC = "degradation"
-_cached: tuple[float, int] | None = None
+
+
+def _read_level() -> int:
+    return DegradationState.load().effective_level
+
+
+cached_level = changes.AnnouncedCache(TOPIC, _read_level, ttl_setting="DEGRADATION_CACHE_TTL_S")
 
 
 def current_level() -> DegradationLevel:
     """The level in force, at most DEGRADATION_CACHE_TTL_S old (a change is announced)."""
-    global _cached
-    now = time.monotonic()
-    if _cached is None or now - _cached[0] > settings.DEGRADATION_CACHE_TTL_S:
-        changes.on_change(TOPIC, forget_cached_level)
-        _cached = (now, DegradationState.load().effective_level)
-    return DegradationLevel(_cached[1])
+    return DegradationLevel(cached_level.get())
 
 
 def forget_cached_level() -> None:
-    global _cached
-    _cached = None
+    cached_level.forget()
 
 
 def _record(state: DegradationState, before: int, *, manual: bool, reason: str,

@@ -6,11 +6,8 @@ scope). An org-scoped flag is read from `<name>-org-<org id>` first, then `<name
 default, so an operator can switch a behaviour for one org or for all of them."""
 
 import logging
-import threading
-import time
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import DatabaseError
 
 from llmops import changes
@@ -47,53 +44,26 @@ FLAGS: dict[str, Flag] = {flag.name: flag for flag in (
 )}
 
 
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    values: dict
-    generation: int
-    loaded_at: float
+def _read_flags() -> dict:
+    return {f.key: f.typed_value() for f in ConfigFlag.objects.all()}
 
 
-_cache: _Snapshot | None = None
-_generation = 0  # bumped by every change: a snapshot loaded before it is not trusted
-_load_lock = threading.Lock()
+cached_flags = changes.AnnouncedCache(TOPIC, _read_flags, ttl_setting="CONFIG_CACHE_TTL_S")
 
 
 def forget_cached_flags() -> None:
     """Drop this process's flags; the next read loads them again."""
-    global _generation
-    _generation += 1
-
-
-def _fresh(snapshot: _Snapshot | None) -> bool:
-    return (snapshot is not None and snapshot.generation == _generation
-            and time.monotonic() - snapshot.loaded_at <= settings.CONFIG_CACHE_TTL_S)
+    cached_flags.forget()
 
 
 def _values() -> dict:
-    # One read of the global: a change clearing the cache meanwhile cannot pull it from
-    # under this read (it only makes the next read load again).
-    snapshot = _cache
-    return snapshot.values if _fresh(snapshot) else _load().values
-
-
-def _load() -> _Snapshot:
-    global _cache
-    with _load_lock:
-        if _fresh(_cache):
-            return _cache  # another thread loaded them while this one waited
-        changes.on_change(TOPIC, forget_cached_flags)
-        # Read the generation first: a change announced during the read makes this stale.
-        generation = _generation
-        try:
-            values = {f.key: f.typed_value() for f in ConfigFlag.objects.all()}
-        except DatabaseError:
-            # PostgreSQL away: ingestion goes on (keys are cached too) with the flags last
-            # read, or the defaults; the next read tries again.
-            logger.warning("config flags unreadable; keeping the last ones read", exc_info=True)
-            return _cache or _Snapshot({}, -1, 0.0)
-        _cache = _Snapshot(values, generation, time.monotonic())
-        return _cache
+    try:
+        return cached_flags.get()
+    except DatabaseError:
+        # PostgreSQL away: ingestion goes on (keys are cached too) with the flags last
+        # read, or the defaults; the next read tries again.
+        logger.warning("config flags unreadable; keeping the last ones read", exc_info=True)
+        return cached_flags.last() or {}
 
 
 def flag(key: str, default=None):

@@ -4,6 +4,7 @@ from django.db import transaction
 
 from costs.clickhouse import cost_hourly
 from ingestion.clickhouse import span_content, span_keys, spans, trace_index
+from llmops import changes
 from llmops.clickhouse import get_client
 from operations.models import TtlChange
 
@@ -14,6 +15,8 @@ TTL_TABLES = {"spans": (spans, "toDateTime(start_time)"),
               "span_keys": (span_keys, "toDateTime(start_time)"),
               "trace_index": (trace_index, "day"),
               "cost_hourly": (cost_hourly, "hour")}
+# Announced once a change commits: ingestion drops its cached retention (accept.retention_days).
+RETENTION_TOPIC = "retention"
 
 
 @transaction.atomic
@@ -29,4 +32,5 @@ def set_spans_ttl(*, days: int, reason: str, changed_by: str) -> list[TtlChange]
             client.command(statement)
         records.append(TtlChange.objects.create(table=name, days=days, reason=reason,
                                                 changed_by=changed_by))
+    transaction.on_commit(lambda: changes.announce(RETENTION_TOPIC))
     return records
