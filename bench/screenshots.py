@@ -17,7 +17,7 @@ from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.contrib.auth import get_user_model
-from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management import call_command
 from django.core.wsgi import get_wsgi_application
 
 from bench.env import ROOT
@@ -136,11 +136,14 @@ def pages(org_id: int) -> list[tuple[str, str]]:
 def run() -> None:
     from selenium.webdriver.common.by import By
 
+    # Pages name their static files by the manifest's hashed names; WhiteNoise serves the
+    # collected files (as under gunicorn), read when the first request builds the middleware.
+    call_command("collectstatic", "--noinput", verbosity=0)
     org = bench_org()
     load(org)
     demo_scores(org)
     staff_user(org)
-    server = make_server("127.0.0.1", 0, StaticFilesHandler(get_wsgi_application()),
+    server = make_server("127.0.0.1", 0, get_wsgi_application(),
                          server_class=ThreadedServer, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"

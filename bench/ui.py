@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.management import call_command
 from django.test import Client
 
 from bench.query import DAYS, bench_org, load, percentiles, stored_spans
@@ -80,6 +81,9 @@ def pages(org_id: int) -> list[tuple[str, list[str]]]:
 
 
 def run() -> None:
+    # Pages name their static files by the manifest's hashed names; WhiteNoise serves the
+    # collected files (as under gunicorn), read when the first request builds the middleware.
+    call_command("collectstatic", "--noinput", verbosity=0)
     org = bench_org()
     load(org)
     newest = get_client().command("SELECT max(trace_start) FROM trace_index "
