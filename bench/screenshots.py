@@ -100,11 +100,15 @@ def browser():
     options.binary_location = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", f"--window-size={SIZE[0]},{SIZE[1]}",
-                     "--hide-scrollbars", "--force-prefers-color-scheme=light",
+                     "--hide-scrollbars",
                      "--no-first-run", "--disable-background-networking"):
         options.add_argument(argument)
     service = Service(os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver"), port=0)
-    return webdriver.Chrome(options=options, service=service)
+    driver = webdriver.Chrome(options=options, service=service)
+    # The pages follow the system's light or dark setting: these are taken in light.
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "light"}]})
+    return driver
 
 
 def shrink(path: Path) -> None:
