@@ -13,10 +13,11 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.contrib.auth import get_user_model
-from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management import call_command
 from django.core.wsgi import get_wsgi_application
 
 from bench.env import ROOT
@@ -99,11 +100,15 @@ def browser():
     options.binary_location = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", f"--window-size={SIZE[0]},{SIZE[1]}",
-                     "--hide-scrollbars", "--force-prefers-color-scheme=light",
+                     "--hide-scrollbars",
                      "--no-first-run", "--disable-background-networking"):
         options.add_argument(argument)
     service = Service(os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver"), port=0)
-    return webdriver.Chrome(options=options, service=service)
+    driver = webdriver.Chrome(options=options, service=service)
+    # The pages follow the system's light or dark setting: these are taken in light.
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "light"}]})
+    return driver
 
 
 def shrink(path: Path) -> None:
@@ -124,8 +129,8 @@ def pages(org_id: int) -> list[tuple[str, str]]:
     return [
         ("overview", "/overview/?window=7d"),
         ("traces", "/traces/"),
-        ("trace", f"/traces/{trace}/"),
-        ("session", f"/sessions/{session}/"),
+        ("trace", f"/traces/{trace}"),
+        ("session", f"/session/?id={quote(session)}"),
         ("costs", "/costs/?window=7d&group_by=model"),
         ("quality", "/quality/?window=24h"),
         ("operations", "/operations/"),
@@ -135,11 +140,14 @@ def pages(org_id: int) -> list[tuple[str, str]]:
 def run() -> None:
     from selenium.webdriver.common.by import By
 
+    # Pages name their static files by the manifest's hashed names; WhiteNoise serves the
+    # collected files (as under gunicorn), read when the first request builds the middleware.
+    call_command("collectstatic", "--noinput", verbosity=0)
     org = bench_org()
     load(org)
     demo_scores(org)
     staff_user(org)
-    server = make_server("127.0.0.1", 0, StaticFilesHandler(get_wsgi_application()),
+    server = make_server("127.0.0.1", 0, get_wsgi_application(),
                          server_class=ThreadedServer, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"

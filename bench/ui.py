@@ -8,9 +8,11 @@ kept in its own cache alias, stays. Cached: each page warmed first."""
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.management import call_command
 from django.test import Client
 
 from bench.query import DAYS, bench_org, load, percentiles, stored_spans
@@ -68,8 +70,8 @@ def pages(org_id: int) -> list[tuple[str, list[str]]]:
         parameters={"org": org_id, "n": REQUESTS}).result_rows]
     return [
         ("traces (last 24 h)", ["/traces/"]),
-        (f"trace detail ({len(trace_ids)} ids)", [f"/traces/{t}/" for t in trace_ids]),
-        (f"session ({len(sessions)} ids)", [f"/sessions/{s}/" for s in sessions]),
+        (f"trace detail ({len(trace_ids)} ids)", [f"/traces/{t}" for t in trace_ids]),
+        (f"session ({len(sessions)} ids)", [f"/session/?id={quote(s)}" for s in sessions]),
         ("overview (24 h)", ["/overview/?window=24h"]),
         ("overview (30 d)", ["/overview/?window=30d"]),
         ("costs by model (24 h)", ["/costs/?window=24h&group_by=model"]),
@@ -79,6 +81,9 @@ def pages(org_id: int) -> list[tuple[str, list[str]]]:
 
 
 def run() -> None:
+    # Pages name their static files by the manifest's hashed names; WhiteNoise serves the
+    # collected files (as under gunicorn), read when the first request builds the middleware.
+    call_command("collectstatic", "--noinput", verbosity=0)
     org = bench_org()
     load(org)
     newest = get_client().command("SELECT max(trace_start) FROM trace_index "

@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
+from evaluation.models import EvaluatorConfig
+from ingestion.models import ApiKey
 from tests.ingest_helpers import client_for, drain_everything, iso_z, new_org, post_spans
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -123,6 +126,10 @@ def test_costs_grouped_by_user_show_each_users_total_and_the_unpriced_model(demo
 
 
 def test_quality_shows_each_score_names_distribution(demo):
+    EvaluatorConfig.objects.create(org=demo["org"], name="helpfulness",
+                                   evaluator_type="llm_judge")
+    EvaluatorConfig.objects.create(org=demo["other"], name="other-orgs-evaluator",
+                                   evaluator_type="regex", pattern="x")
     page = member(demo["org"]).get("/quality/?window=1h")
     assert page.status_code == 200
     quality = page.context["page"]
@@ -133,7 +140,12 @@ def test_quality_shows_each_score_names_distribution(demo):
         "polite": 2, "rude": 1}
     assert {b["name"]: b["state"] for b in quality["breakers"]} == {
         "llm_evaluation": "closed", "embedding_api": "closed"}
-    assert 'id="chart-dist-helpfulness"' in page.content.decode()
+    html = page.content.decode()
+    assert 'id="chart-dist-helpfulness"' in html
+    # The org's evaluator configs with their outcomes in the window; not another org's.
+    assert [(c["config"].name, c["outcomes"]["ok"]) for c in quality["configs"]] == [
+        ("helpfulness", len(NUMERIC_SCORES))]
+    assert "4 ok, 0 failed, 0 skipped" in html and "other-orgs-evaluator" not in html
 
 
 def test_an_org_without_data_sees_what_to_do():
@@ -160,3 +172,50 @@ def test_the_window_selector_swaps_only_the_body_for_htmx(demo):
     html = part.content.decode()
     assert html.lstrip().startswith('<section id="charts-body">')
     assert "<html" not in html
+
+
+def test_new_costs_show_at_once_though_the_page_is_cached(demo):
+    client = member(demo["org"])
+    first = client.get("/costs/?window=24h&group_by=user").context["page"]
+    assert f"{first['groups'][1]['cost']:.6f}" == COSTS_BY_USER["user-bob"]
+    key = ApiKey.issue(demo["org"])[1]
+    post_spans(client_for(key), [span(uuid.uuid4().hex, 0, user="user-bob", model="gpt-4o",
+                                      cost=0.5, minutes_ago=5)])
+    drain_everything()  # the drain bumps the org's cost generation: cached pages are dropped
+    again = client.get("/costs/?window=24h&group_by=user").context["page"]
+    assert {row["group"]: f"{row['cost']:.6f}" for row in again["groups"]} == {
+        "user-ann": "0.750000", "user-bob": "0.625000"}
+    overview = client.get("/overview/?window=24h").context["page"]
+    assert [(row["group"], f"{row['cost']:.6f}") for row in overview["top_users"]] == [
+        ("user-ann", "0.750000"), ("user-bob", "0.625000")]
+
+
+def test_the_pages_escape_what_a_span_carries():
+    org, key = new_org(name="charts hostile")
+    hostile = "<script>alert(1)</script>"
+    post_spans(client_for(key), [span(uuid.uuid4().hex, 0, user=hostile, model=hostile,
+                                      cost=0.5, minutes_ago=5)])
+    drain_everything()
+    client = member(org)
+    for path in ("/overview/?window=1h", "/costs/?window=1h&group_by=user",
+                 "/costs/?window=1h&group_by=model"):
+        html = client.get(path).content.decode()
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path  # shown, as text
+        assert hostile not in html, path  # neither in the tables nor in the charts' JSON
+
+
+def test_quality_says_when_a_breaker_is_open():
+    from evaluation.services.breakers import LLM_EVALUATION, get_breaker
+
+    breaker = get_breaker(LLM_EVALUATION)
+    breaker.reset()
+    try:
+        for _ in range(settings.LLM_EVAL_BREAKER["minimum_calls"]):
+            breaker.record(breaker.permit(), failed=True, seconds=0.1)
+        assert breaker.state == "open"
+        org, _ = new_org(name="charts breaker")
+        html = member(org).get("/quality/").content.decode()
+        assert 'data-breaker="llm_evaluation">llm_evaluation: <strong>open</strong>' in html
+        assert "skipped while it is open" in html
+    finally:
+        breaker.reset()

@@ -128,21 +128,13 @@ def _group_totals(report: dict) -> list[dict]:
 
 
 def _top_groups(org_id: int, win: Window, group_by: str) -> list[dict]:
-    """The top groups of the cost report (day buckets) by cost. The report of a month by user
-    is megabytes (a row per user and day): what the page shows of it, a few rows, is cached
-    beside it under the same generation, so it is dropped exactly when the report is."""
-    generation = _cost_generation(org_id)
-
+    """The top groups of the cost report (day buckets) by cost: a few rows of a report that
+    is megabytes for a month by user (a row per user and day)."""
     def compute() -> list:
         return _group_totals(_report(org_id, win, group_by, "day"))[:settings.DASHBOARD_TOP_N]
 
-    if generation < 0 or not flag_for("query-cache-enabled", org_id):
-        rows = orjson.loads(selectors.to_json(compute()))
-    else:
-        rows = _cached(PAGE_CACHE, org_id, {"what": f"top-{group_by}", "from": win.start,
-                                            "to": win.end, "generation": generation,
-                                            "n": settings.DASHBOARD_TOP_N},
-                       settings.COST_CACHE_TTL_S, compute)
+    rows = _by_generation(org_id, {"what": f"top-{group_by}", "from": win.start,
+                                   "to": win.end, "n": settings.DASHBOARD_TOP_N}, compute)
     return [{**row, "cost": Decimal(row["cost"])} for row in rows]
 
 
@@ -287,22 +279,45 @@ def price_add_url(model: str, provider: str) -> str:
     return f"{reverse('admin:costs_price_add')}?{urlencode(query)}"
 
 
+def _by_generation(org_id: int, what: dict, compute: Callable[[], object]) -> object:
+    """What a page derives from a cost report, cached beside it: keyed on the org's cost
+    generation too, so it is dropped exactly when the report is (new costs stored)."""
+    generation = _cost_generation(org_id)
+    if generation < 0 or not flag_for("query-cache-enabled", org_id):
+        return orjson.loads(selectors.to_json(compute()))
+    return _cached(PAGE_CACHE, org_id, {**what, "generation": generation},
+                   settings.COST_CACHE_TTL_S, compute)
+
+
 def costs(org_id: int, win: Window, group_by: str) -> dict:
     group_by = group_by if group_by in COST_GROUPS else "model"
-    report = _report(org_id, win, group_by)
-    groups = _group_totals(report)
-    shown = [g["group"] for g in groups[:settings.DASHBOARD_TOP_N]]
-    return {
-        "group_by": group_by,
-        "currency": report["currency"],
-        "totals": {**report["totals"], "cost": Decimal(report["totals"]["cost"])},
-        "groups": groups[:settings.DASHBOARD_COST_TABLE_ROWS],
-        "group_count": len(groups),
-        "chart": {"data": _stacked(report, win.ticks(win.cost_bucket), shown),
-                  "labels": [name or "(none)" for name in shown] + ["other"]},
-        "unpriced": [{**row, "add_url": price_add_url(row["model"], row["provider"])}
-                     for row in report["unpriced_models"]],
-    }
+
+    def compute() -> dict:
+        # A month by user is a row per user and day: the page keeps what it shows of it.
+        report = _report(org_id, win, group_by)
+        groups = _group_totals(report)
+        shown = [g["group"] for g in groups[:settings.DASHBOARD_TOP_N]]
+        return {
+            "group_by": group_by,
+            "currency": report["currency"],
+            "totals": report["totals"],
+            "groups": groups[:settings.DASHBOARD_COST_TABLE_ROWS],
+            "group_count": len(groups),
+            "chart": {"data": _stacked(report, win.ticks(win.cost_bucket), shown),
+                      "labels": [name or "(none)" for name in shown] + ["other"]},
+            "unpriced": report["unpriced_models"],
+        }
+
+    page = _by_generation(org_id, {"what": "costs", "from": win.start, "to": win.end,
+                                   "group_by": group_by,
+                                   "rows": settings.DASHBOARD_COST_TABLE_ROWS,
+                                   "n": settings.DASHBOARD_TOP_N}, compute)
+    page["totals"]["cost"] = Decimal(page["totals"]["cost"])
+    for row in page["groups"]:
+        row["cost"] = Decimal(row["cost"])
+    for row in page["unpriced"]:
+        row["add_url"] = price_add_url(row["model"], row["provider"])
+    return page
 
 
 # -- quality ----------------------------------------------------------------------------

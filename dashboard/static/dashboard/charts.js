@@ -14,6 +14,7 @@
     return {
       text: style.getPropertyValue("--muted").trim() || "#667",
       grid: style.getPropertyValue("--grid").trim() || "rgba(128,128,128,0.15)",
+      panel: style.getPropertyValue("--panel").trim() || "#fff",
     };
   }
 
@@ -47,7 +48,7 @@
         width: bars ? 1 : 2,
         fill: bars ? color + "aa" : undefined,
         paths: bars ? uPlot.paths.bars({size: [0.8, 60]}) : undefined,
-        points: {show: spec.data[0].length < 40},
+        points: {show: spec.data[0].length < 40, fill: colors.panel},
         value: function (u, v) { return v == null ? "-" : number(v) + (spec.unit || ""); },
       });
     }
