@@ -113,3 +113,22 @@ def test_scores_show_in_the_list_and_on_their_span(team):
     assert "helpfulness 0.75" in row
     panel = client.get(f"/span/?trace={tid}&span={tid}-s0").content.decode()
     assert "helpfulness" in panel and "mostly right" in panel and "0.750" in panel
+
+
+def test_session_lengths_read_as_people_say_them():
+    from dashboard.views.sessions import duration_text
+
+    assert [duration_text(s) for s in (4.24, 192, 18120, 1984569.3)] == [
+        "4.2 s", "3 min 12 s", "5 h 2 min", "22 d 23 h"]
+
+
+def test_a_session_turn_shows_the_words_of_an_agent_whose_root_has_none(team):
+    org, client = team
+    tid = new_trace_id()
+    start = minutes_ago(7)
+    post(org, [span(tid, 0, start=start, name="agent", input=None, output=None),
+               span(tid, 1, start=start, parent=f"{tid}-s0", name="llm",
+                    input=[{"role": "user", "content": "book a table for two"}],
+                    output="Booked for 8 pm.")])
+    turn = client.get(f"/session/turn?trace={tid}").content.decode()
+    assert "book a table for two" in turn and "Booked for 8 pm." in turn

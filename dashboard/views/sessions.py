@@ -10,7 +10,7 @@ from django.shortcuts import render
 from dashboard import reads
 from dashboard.access import Seat, org_page
 from dashboard.render import last_user_message
-from dashboard.views.trace import _load
+from dashboard.views.trace import _load, _walk
 from dashboard.views.traces import PRESETS, trace_query
 
 
@@ -55,7 +55,8 @@ def session(request: HttpRequest, seat: Seat) -> HttpResponse:
         "output_tokens": sum(t["output_tokens"] for t in traces),
         "cost": sum((t["cost"] for t in traces), Decimal(0)),
         "errors": sum(t["status"] == "error" for t in traces),
-        "duration_s": (max(ends) - traces[0]["start_time"]).total_seconds() if traces else 0,
+        "duration": duration_text((max(ends) - traces[0]["start_time"]).total_seconds()
+                                  if traces else 0),
         "users": sorted({t["user_id"] for t in traces if t["user_id"]}),
     }
     return render(request, "dashboard/session.html", {
@@ -65,12 +66,26 @@ def session(request: HttpRequest, seat: Seat) -> HttpResponse:
 
 @org_page
 def session_turn(request: HttpRequest, seat: Seat) -> HttpResponse:
-    """One trace of a session as a turn: the person's last message and the answer."""
+    """One trace of a session as a turn: what the person said last, and the answer. The
+    root span's input and output when it has them (an agent's root often has neither), else
+    the first span's input and the last span's output that were stored."""
     found = _load(seat, request.GET.get("trace", ""))
-    roots = found["spans"]
-    root = roots[0] if roots else None
-    if root is None:
-        raise Http404("no spans")
+    spans = [span for span, _ in _walk(found["spans"])]
+    said = next((s["input"] for s in spans if s.get("input") is not None), None)
+    answer = next((s["output"] for s in reversed(spans) if s.get("output") is not None), None)
+    if spans and spans[0].get("output") is not None:
+        answer = spans[0]["output"]
     return render(request, "dashboard/_turn.html", {
-        "said": last_user_message(root.get("input")), "answer": root.get("output"),
-        "trace_id": found["trace_id"]})
+        "said": last_user_message(said), "answer": answer, "trace_id": found["trace_id"]})
+
+
+def duration_text(seconds: float) -> str:
+    """A length of time as people say it: 4.2 s, 3 min 12 s, 5 h 2 min, 22 d 23 h."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, hours, days = int(seconds // 60), int(seconds // 3600), int(seconds // 86400)
+    if hours == 0:
+        return f"{minutes} min {int(seconds % 60)} s"
+    if days == 0:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
