@@ -14,7 +14,7 @@ OPEN_DEPTH = 2
 def content(value) -> SafeString:
     """HTML for a span's input or output (None: nothing stored)."""
     if value is None:
-        return mark_safe('<p class="muted">none</p>')
+        return mark_safe('<p class="muted">nothing stored</p>')
     messages = _messages(value)
     if messages is not None:
         return mark_safe(_conversation(messages))
