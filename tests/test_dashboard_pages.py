@@ -132,3 +132,29 @@ def test_a_session_turn_shows_the_words_of_an_agent_whose_root_has_none(team):
                     output="Booked for 8 pm.")])
     turn = client.get(f"/session/turn?trace={tid}").content.decode()
     assert "book a table for two" in turn and "Booked for 8 pm." in turn
+
+
+def test_custom_window_user_session_and_tag_filters(team):
+    from urllib.parse import urlencode
+
+    from tests.dashboard_data import iso
+
+    org, client = team
+    old, new, other = new_trace_id(), new_trace_id(), new_trace_id()
+    post(org, [span(old, 0, start=minutes_ago(180), name="three hours ago"),
+               span(new, 0, start=minutes_ago(30), name="half an hour ago", tags=["beta"],
+                    user_id="ann", session_id="s-ann"),
+               span(other, 0, start=minutes_ago(20), name="someone else", user_id="bob")])
+
+    def names(**query) -> list[str]:
+        page = client.get("/traces/?" + urlencode(query)).content.decode()
+        return [n for n in ("three hours ago", "half an hour ago", "someone else") if n in page]
+
+    window = {"range": "custom", "from": iso(minutes_ago(120)), "to": iso(minutes_ago(25))}
+    assert names(**window) == ["half an hour ago"]
+    assert names(range="1h") == ["half an hour ago", "someone else"]
+    assert names(range="24h") == ["three hours ago", "half an hour ago", "someone else"]
+    assert names(user_id="ann") == ["half an hour ago"]
+    assert names(session_id="s-ann") == ["half an hour ago"]
+    assert names(tag="beta") == ["half an hour ago"]
+    assert names(user_id="bob", tag="beta") == []
