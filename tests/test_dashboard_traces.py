@@ -45,7 +45,9 @@ def test_filter_the_traces_and_follow_a_shared_url(browser):
     wait_text(browser, "#row-count", "2 traces on this page")
     assert listed(browser) == ["summarise email", "summarise report"]
     Select(browser.find_element(By.ID, "f-status")).select_by_value("error")
-    browser.find_element(By.ID, "f-name").send_keys("SUMMARISE")
+    browser.find_element(By.TAG_NAME, "body").send_keys("/")  # the keyboard way to search
+    assert browser.switch_to.active_element.get_attribute("id") == "f-name"
+    browser.switch_to.active_element.send_keys("SUMMARISE")
     browser.find_element(By.CSS_SELECTOR, "#trace-filters button[type=submit]").click()
     wait_text(browser, "#row-count", "1 trace on this page")
     assert listed(browser) == ["summarise email"]
