@@ -31,9 +31,9 @@ __all__ = ["browser", "chromium_driver", "live_server", "dashboard_url", "sign_i
 def _require_browser() -> None:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not (p.exists() or shutil.which(p))]
     if missing:
-        pytest.fail(f"the browser tests need {', '.join(missing)}: run `make services` (it "
-                    "installs Debian's chromium and chromium-driver) or `apt-get install "
-                    "chromium chromium-driver`", pytrace=False)
+        pytest.fail(f"the browser tests need {', '.join(missing)}: run `make browser` (`make "
+                    "test` does; it apt-get installs Debian's chromium and chromium-driver)",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
