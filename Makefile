@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVICES := $(PY) scripts/services.py
 PROCESSES := $(PY) scripts/processes.py
 
-.PHONY: install services services-down services-status run stop test lint bench chaos
+.PHONY: install services browser services-down services-status run stop test lint bench chaos vendor vendor-check screenshots
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 
 services: install
 	$(SERVICES) up
+
+# Debian's chromium and chromium-driver, for the dashboard's browser tests (tests/browser.py).
+browser:
+	$(SERVICES) browser
 
 services-down:
 	$(SERVICES) down
@@ -30,7 +34,7 @@ run: services
 stop:
 	$(PROCESSES) down
 
-test: services
+test: services browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -45,3 +49,14 @@ bench: services
 # kills and restarts the services, so nothing else should use them meanwhile. ~10 minutes.
 chaos: services
 	$(PY) -m chaos $(CHAOS_ARGS)
+
+# Refresh the vendored htmx and uPlot from the npm registry by their pinned versions.
+vendor:
+	$(PYTHON) scripts/vendor_assets.py
+
+vendor-check:
+	$(PYTHON) scripts/vendor_assets.py --check
+
+# The README's screenshots of the dashboard (docs/screenshots/*.png), by headless Chromium.
+screenshots: services
+	$(PY) -m bench screenshots

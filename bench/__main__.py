@@ -14,18 +14,21 @@ from bench import env
 SECTIONS = {
     "ingest": "bench.ingest",  # API, drain and end-to-end figures (issue: span ingestion)
     "query": "bench.query",  # query API p50/p99 over 1M spans, uncached and cached (issue 4)
+    "ui": "bench.ui",  # dashboard pages p50/p99 over the same 1M spans (issue 13)
 }
+# Run only when named: the README's screenshots of the dashboard (issue 13).
+ON_REQUEST = {"screenshots": "bench.screenshots"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=[])
+    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS, *ON_REQUEST], default=[])
     args = parser.parse_args()
     env.setup()
     for name in args.sections or SECTIONS:
         started = time.monotonic()
         print(f"\n=== {name} ===", flush=True)
-        importlib.import_module(SECTIONS[name]).run()
+        importlib.import_module({**SECTIONS, **ON_REQUEST}[name]).run()
         print(f"({name}: {time.monotonic() - started:.0f}s)", flush=True)
 
 

@@ -1,4 +1,4 @@
-"""URL routes: admin, API v1, OpenAPI docs, health."""
+"""URL routes: admin, API v1, OpenAPI docs, health, metrics, and the dashboard at the root."""
 
 from django.conf import settings
 from django.contrib import admin
@@ -57,4 +57,5 @@ urlpatterns = [
     path("health/", HealthCheckView.as_view(checks=readiness_checks()), name="health"),
     path("health/live", liveness, name="health-live"),
     path("metrics", metrics, name="metrics"),
+    path("", include("dashboard.urls")),
 ]

@@ -1,7 +1,8 @@
 """Start and stop the platform's own processes: API (gunicorn), Celery workers, beat, flower.
 
-`up` migrates both databases, creates the Kafka topics and a demo API key (kept in
-var/demo_api_key and reused while active), then starts each process in the background (logs
+`up` migrates both databases, creates the Kafka topics, a demo API key (kept in
+var/demo_api_key and reused while active) and a demo dashboard login (password kept in
+var/demo_password), then starts each process in the background (logs
 in var/log, pid files in var/run) and prints the URLs.
 """
 
@@ -23,6 +24,7 @@ PIDS = VAR / "run"
 BIN = ROOT / ".venv" / "bin"
 API_PORT = int(os.environ.get("API_PORT", "8000"))
 FLOWER_PORT = int(os.environ.get("FLOWER_PORT", "5555"))
+DEMO_EMAIL = "demo@example.com"  # `make run`'s dashboard login, admin of org "demo"
 API_WORKERS = os.environ.get("API_WORKERS", "2")
 WORKER_CONCURRENCY = os.environ.get("WORKER_CONCURRENCY", "2")
 # Drains wait on Kafka and ClickHouse most of the time: threads, one per partition.
@@ -154,6 +156,10 @@ def up() -> None:
     # One demo key for every `make run`: kept under var/ and reused while it is active.
     key = manage("create_api_key", "demo", "--name", "demo key",
                  "--reuse-file", str(VAR / "demo_api_key")).strip().splitlines()[-1]
+    # And one demo person for the dashboard, password kept under var/ (mode 0600).
+    demo_password = manage("create_user", DEMO_EMAIL, "--org", "demo", "--role", "admin",
+                           "--staff", "--password-file",
+                           str(VAR / "demo_password")).strip().splitlines()[-1]
     if not any(pid_of(name) for name in PROCESSES):
         # Counters of processes that are gone would be added to the new ones'.
         shutil.rmtree(METRICS_DIR, ignore_errors=True)
@@ -162,6 +168,7 @@ def up() -> None:
         start(name)
     wait_for_api()
     print(
+        f"\nDashboard http://127.0.0.1:{API_PORT}/  (sign in as {DEMO_EMAIL} / {demo_password})"
         f"\nAPI      http://127.0.0.1:{API_PORT}/api/v1/spans"
         f"\nDocs     http://127.0.0.1:{API_PORT}/api/docs/"
         f"\nAdmin    http://127.0.0.1:{API_PORT}/admin/  (python manage.py createsuperuser)"

@@ -4,6 +4,7 @@
     python scripts/services.py up     [NAME ...]   # start what is not answering, wait until ready
     python scripts/services.py down   [NAME ...]   # stop what this script started
     python scripts/services.py status [NAME ...]   # exit 0 if all asked are up, 1 otherwise
+    python scripts/services.py browser            # install chromium for the browser tests
 
 Everything lives under var/ in the repo root (git-ignored): data dirs, downloaded Kafka jars,
 logs in var/log/<name>.log, pid files in var/run/<name>.pid. Services listen on 127.0.0.1 only.
@@ -755,7 +756,24 @@ def down(name: str) -> str:
     return "down (was not running)"
 
 
+# The dashboard's browser tests drive Debian's Chromium through its chromedriver.
+BROWSER_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/bin/chromedriver": "chromium-driver"}
+
+
+def browser() -> int:
+    """Install Chromium and its driver when missing: only the browser tests need them."""
+    try:
+        ensure_commands(BROWSER_PACKAGES)
+    except ServiceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print("browser    chromium and chromedriver present", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["browser"]:
+        return browser()
     if not argv or argv[0] not in ("up", "down", "status") or set(argv[1:]) - set(NAMES):
         print(__doc__.strip(), file=sys.stderr)
         return 2

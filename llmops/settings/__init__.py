@@ -3,8 +3,10 @@
 from .base import *  # noqa: F403
 from .caching import *  # noqa: F403
 from .celery import *  # noqa: F403
+from .charts import *  # noqa: F403
 from .clickhouse import *  # noqa: F403
 from .costs import *  # noqa: F403
+from .dashboard import *  # noqa: F403
 from .drain import *  # noqa: F403
 from .evaluation import *  # noqa: F403
 from .ingestion import *  # noqa: F403

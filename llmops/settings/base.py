@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "ingestion",
     "costs",
     "evaluation",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

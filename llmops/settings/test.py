@@ -25,7 +25,11 @@ REDIS_URL = env("TEST_REDIS_URL", "redis://127.0.0.1:6379/2")
 CELERY_BROKER_URL = REDIS_URL
 CACHES = {"default": {**CACHES["default"],
                       "LOCATION": env("TEST_CACHE_REDIS_URL", "redis://127.0.0.1:6379/3"),
-                      "KEY_PREFIX": "llmops-test"}}
+                      "KEY_PREFIX": "llmops-test"},
+          # Dashboard sign-ins, beside the test query caches (flushed with them).
+          "sessions": {**CACHES["sessions"],
+                       "LOCATION": env("TEST_CACHE_REDIS_URL", "redis://127.0.0.1:6379/3"),
+                       "KEY_PREFIX": "llmops-test-session"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests drain until a partition is empty; a drain need not linger waiting for more.
 DRAIN_IDLE_EXIT_S = 0.3

@@ -1,0 +1,1 @@
+"""The dashboard's chart pages (Overview, Costs, Quality, Operations): services and views."""

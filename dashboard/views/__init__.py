@@ -1,0 +1,1 @@
+"""Page views, one module per page; each is thin and reads through `dashboard.access`."""
