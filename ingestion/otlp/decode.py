@@ -135,9 +135,25 @@ def _varint(data: bytes, index: int) -> tuple[int, int]:
         shift += 7
 
 
+def _array(data: bytes, index: int) -> list:
+    """An ArrayValue (`values` = 1, each an AnyValue) from `index` to the end of `data`."""
+    items = []
+    end = len(data)
+    while index < end:
+        if data[index] != 0x0A:
+            raise IndexError  # another field: let protobuf read the whole value
+        length, index = _varint(data, index + 1)
+        if index + length > end:
+            raise IndexError
+        items.append(any_value(data[index:index + length]))
+        index += length
+    return items
+
+
 def any_value(data: bytes) -> Any:
-    """A serialized AnyValue as a Python value: strings, ints, bools and doubles read here
-    (their encoding is one tag and a payload), anything else through the real message."""
+    """A serialized AnyValue as a Python value: strings, ints, bools, doubles and arrays of
+    them read here (their encoding is one tag and a payload), anything else through the real
+    message."""
     if not data:
         return None
     tag = data[0]
@@ -154,6 +170,10 @@ def any_value(data: bytes) -> Any:
             return data[1] != 0
         elif tag == 0x21 and len(data) == 9:  # double_value: fixed64
             return _unpack_double(data, 1)[0]
+        elif tag == 0x2A:  # array_value: field 5, length-delimited ArrayValue
+            length, start = (data[1], 2) if data[1] < 0x80 else _varint(data, 1)
+            if len(data) == start + length:
+                return _array(data, start)
     except (IndexError, UnicodeDecodeError):
         pass
     return _pb_value(AnyValue.FromString(data))
@@ -162,11 +182,18 @@ def any_value(data: bytes) -> Any:
 def _pb_attributes(attributes) -> dict[str, Any]:
     read = {}
     for key, data in attributes.items():
-        # A string under 128 bytes, the commonest value, without a call: tag, length, text.
-        if len(data) > 1 and data[0] == 0x0A and data[1] < 0x80 and len(data) == data[1] + 2:
-            read[key] = data[2:].decode(errors="replace")
-        else:
-            read[key] = any_value(data)
+        size = len(data)
+        # The commonest values without a call: a string under 128 bytes (tag, length, text),
+        # an int under 128 (tag, value).
+        if size > 1 and data[1] < 0x80:
+            tag = data[0]
+            if tag == 0x0A and size == data[1] + 2:
+                read[key] = data[2:].decode(errors="replace")
+                continue
+            if tag == 0x18 and size == 2:
+                read[key] = data[1]
+                continue
+        read[key] = any_value(data)
     return read
 
 
