@@ -1,6 +1,8 @@
 """POST /api/v1/spans: thin; parsing limits here, the rest in services.accept."""
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
 from django.conf import settings
@@ -32,16 +34,41 @@ class RawJSONParser(BaseParser):
         return None
 
 
-def read_body(request) -> bytes:
-    """The body, gunzipped when asked, refused past INGEST_MAX_BODY_BYTES either way."""
-    limit = settings.INGEST_MAX_BODY_BYTES
-    too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes")
+def read_raw(request, limit: int, too_large: PayloadTooLarge) -> bytes:
+    """The body as sent, refused past `limit` bytes without reading more than one byte over
+    (a declared length over it is refused before reading at all)."""
     length = request.META.get("CONTENT_LENGTH")
     if length and length.isdigit() and int(length) > limit:
         raise too_large
     body = request._request.read(limit + 1)
     if len(body) > limit:
         raise too_large
+    return body
+
+
+@contextmanager
+def refusals_answered(what: str) -> Iterator[None]:
+    """The accept path's refusals as every ingestion door answers them: 429 or 503 with
+    Retry-After (which clients and OTLP exporters honour), each counted by its reason."""
+    try:
+        yield
+    except RateLimited as exc:
+        INGEST_REFUSED.labels(reason="rate_limited").inc()
+        raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from exc
+    except IngestionPaused as exc:
+        INGEST_REFUSED.labels(reason="read_only").inc()
+        raise Unavailable(str(exc), settings.INGEST_RETRY_AFTER_S) from exc
+    except PublishFailed as exc:
+        INGEST_REFUSED.labels(reason="kafka_unavailable").inc()
+        raise Unavailable(f"{what} not stored, retry: {exc}",
+                          settings.INGEST_RETRY_AFTER_S) from exc
+
+
+def read_body(request) -> bytes:
+    """The body, gunzipped when asked, refused past INGEST_MAX_BODY_BYTES either way."""
+    limit = settings.INGEST_MAX_BODY_BYTES
+    too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes")
+    body = read_raw(request, limit, too_large)
     if request.META.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
@@ -120,18 +147,8 @@ class SpansView(APIView):
     )
     def post(self, request):
         spans = parse_spans(read_body(request))
-        try:
+        with refusals_answered("spans"):
             result = accept_spans(org=request.user, spans=spans)
-        except RateLimited as exc:
-            INGEST_REFUSED.labels(reason="rate_limited").inc()
-            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from exc
-        except IngestionPaused as exc:
-            INGEST_REFUSED.labels(reason="read_only").inc()
-            raise Unavailable(str(exc), settings.INGEST_RETRY_AFTER_S) from exc
-        except PublishFailed as exc:
-            INGEST_REFUSED.labels(reason="kafka_unavailable").inc()
-            detail = f"spans not stored, retry: {exc}"
-            raise Unavailable(detail, settings.INGEST_RETRY_AFTER_S) from exc
         body = {"accepted": result.accepted}
         if result.sampled_out:
             body["sampled_out"] = result.sampled_out

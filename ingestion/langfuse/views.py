@@ -17,12 +17,9 @@ from ingestion.langfuse.mapping import BadEvent, score_fields
 from ingestion.langfuse.service import ingest_batch, score_row
 from ingestion.models import Org
 from ingestion.query import docs
-from ingestion.services.accept import IngestionPaused, RateLimited
-from ingestion.services.publish import PublishFailed
-from ingestion.views import PayloadTooLarge, RawJSONParser
+from ingestion.views import PayloadTooLarge, RawJSONParser, read_raw, refusals_answered
 from llmops.api_errors import Unavailable
 from llmops.auth import ApiKeyAuthentication, HasOrg, WritesAllowed
-from llmops.metrics import INGEST_REFUSED
 
 
 def read_json(request):
@@ -30,16 +27,11 @@ def read_json(request):
     limit = settings.LANGFUSE_MAX_BODY_BYTES
     too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes "
                                 "(LANGFUSE_MAX_BODY_BYTES)")
-    length = request.META.get("CONTENT_LENGTH")
-    if length and length.isdigit() and int(length) > limit:
-        raise too_large
     if request.META.get("HTTP_CONTENT_ENCODING", "identity").lower() != "identity":
         raise exceptions.UnsupportedMediaType(
             request.META["HTTP_CONTENT_ENCODING"],
             "Content-Encoding is not supported here; send the JSON uncompressed")
-    body = request._request.read(limit + 1)
-    if len(body) > limit:
-        raise too_large
+    body = read_raw(request, limit, too_large)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -74,18 +66,8 @@ class IngestionView(LangfuseView):
         if len(batch) > settings.INGEST_MAX_SPANS_PER_REQUEST:
             raise PayloadTooLarge(f"`batch` has {len(batch)} events; at most "
                                   f"{settings.INGEST_MAX_SPANS_PER_REQUEST} per request")
-        try:
+        with refusals_answered("events"):
             body = ingest_batch(org=request.user, batch=batch)
-        except RateLimited as exc:
-            INGEST_REFUSED.labels(reason="rate_limited").inc()
-            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from exc
-        except IngestionPaused as exc:
-            INGEST_REFUSED.labels(reason="read_only").inc()
-            raise Unavailable(str(exc), settings.INGEST_RETRY_AFTER_S) from exc
-        except PublishFailed as exc:
-            INGEST_REFUSED.labels(reason="kafka_unavailable").inc()
-            raise Unavailable(f"events not stored, retry: {exc}",
-                              settings.INGEST_RETRY_AFTER_S) from exc
         return Response(body, status=status.HTTP_207_MULTI_STATUS)
 
 

@@ -12,17 +12,15 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.views import APIView
 
 from ingestion.otlp.decode import MalformedRequest, decode_json, decode_protobuf
 from ingestion.otlp.export import export_spans
-from ingestion.services.accept import IngestionPaused, RateLimited
-from ingestion.services.publish import PublishFailed
-from llmops.api_errors import Unavailable, api_exception_handler
+from ingestion.views import PayloadTooLarge, read_raw, refusals_answered
+from llmops.api_errors import api_exception_handler
 from llmops.auth import ApiKeyAuthentication, HasOrg
-from llmops.metrics import INGEST_REFUSED
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -30,11 +28,6 @@ PROTOBUF_TYPES = (PROTOBUF, "application/protobuf", "application/vnd.google.prot
 # gRPC status codes (google.rpc.Code) for the HTTP statuses this door answers.
 GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 500: 13,
               503: 14}
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "too_large"
 
 
 class OtlpBodyParser(BaseParser):
@@ -69,12 +62,7 @@ def read_body(request) -> bytes:
     limit = settings.OTLP_MAX_BODY_BYTES
     too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes "
                                 "(OTLP_MAX_BODY_BYTES), compressed or not")
-    length = request.META.get("CONTENT_LENGTH")
-    if length and length.isdigit() and int(length) > limit:
-        raise too_large
-    body = request._request.read(limit + 1)
-    if len(body) > limit:
-        raise too_large
+    body = read_raw(request, limit, too_large)
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -218,18 +206,8 @@ class OtlpTracesView(APIView):
         if decoded.count > limit:
             raise PayloadTooLarge(f"{decoded.count} spans in one request; at most {limit} "
                                   "(OTLP_MAX_SPANS_PER_REQUEST)")
-        try:
+        with refusals_answered("spans"):
             outcome = export_spans(org=request.user, decoded=decoded)
-        except RateLimited as exc:
-            INGEST_REFUSED.labels(reason="rate_limited").inc()
-            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from exc
-        except IngestionPaused as exc:
-            INGEST_REFUSED.labels(reason="read_only").inc()
-            raise Unavailable(str(exc), settings.INGEST_RETRY_AFTER_S) from exc
-        except PublishFailed as exc:
-            INGEST_REFUSED.labels(reason="kafka_unavailable").inc()
-            raise Unavailable(f"spans not stored, retry: {exc}",
-                              settings.INGEST_RETRY_AFTER_S) from exc
         return success_response(encoding, outcome.rejected, outcome.error_message)
 
 
