@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from costs.models import Price
-from costs.services.reports import compute_report, exact_days
+from costs.services.reports import compute_report, exact_days, group_totals
 from llmops.clickhouse import get_client
 from tests.ingest_helpers import (
     client_for,
@@ -124,6 +124,17 @@ def _expected(rows: list[dict], start: datetime, end: datetime, bucket: str,
     }
 
 
+def _per_group(buckets: list[dict]) -> list[dict]:
+    """A report's buckets summed per group, in group order."""
+    sums: dict = defaultdict(lambda: defaultdict(int, cost=Decimal(0)))
+    for row in buckets:
+        sums[row["group"]]["cost"] += Decimal(row["cost"])
+        for name in COUNTS:
+            sums[row["group"]][name] += row[name]
+    return [{"group": group, "cost": f"{sums[group]['cost']:.12f}",
+             **{name: sums[group][name] for name in COUNTS}} for group in sorted(sums)]
+
+
 WINDOWS = [
     (DAY0, DAY0 + timedelta(days=DAYS)),  # whole days
     (DAY0 + timedelta(hours=5, minutes=17, seconds=37, microseconds=11),
@@ -144,6 +155,9 @@ def _check(org_id: int, rows: list[dict]) -> list[dict]:
                 assert report["buckets"] == expected["buckets"], (start, end, bucket, group_by)
                 assert report["unpriced_models"] == expected["unpriced_models"]
                 reports.append(report)
+                if bucket == "day" and group_by is not None:  # the dashboard's top groups
+                    assert group_totals(org_id=org_id, start=start, end=end,
+                                        group_by=group_by) == _per_group(expected["buckets"])
     return reports
 
 

@@ -216,6 +216,22 @@ def _query(the_plan: Plan, keys: dict[str, tuple[str, str]], org_id: int,
     return list(result.named_results())
 
 
+def _summed(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """`rows` summed per `keys`, in their order (as _query's GROUP BY and ORDER BY would)."""
+    sums: dict[tuple, dict] = {}
+    with localcontext(prec=60):  # Decimal(38, 12) sums, exact
+        for row in rows:
+            key = tuple(row[name] for name in keys)
+            total = sums.get(key)
+            if total is None:
+                sums[key] = {**dict(zip(keys, key, strict=True)),
+                             **{name: row[name] for name in MEASURES}}
+            else:
+                for name in MEASURES:
+                    total[name] += row[name]
+    return [sums[key] for key in sorted(sums)]
+
+
 def _measures(row: dict) -> dict:
     return {"cost": f"{row['cost']:.12f}", **{name: row[name] for name in COUNTS}}
 
@@ -240,16 +256,20 @@ def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
         by_model = plan(start=start, end=end, exact_days=exact_days(org_id=org_id, start=start,
                                                                      end=end))
     rollup_group, span_group = GROUPS[group_by]
-    # Users, sessions and tags of traces are not in the rollups: those groups read spans.
-    by_group = by_model if rollup_group is not None else Plan([], [(start, end)])
     to_bucket = BUCKETS[bucket]
-    groups = _query(by_group, {
-        "bucket": (f"{to_bucket}(hour)", f"{to_bucket}(toDateTime(start_time))"),
-        "grp": (rollup_group, span_group),
-    }, org_id, LACKING.get(group_by, "1"), filters)
-    models = _query(by_model, {"model_name": ("toString(model)", "toString(model)"),
-                               "provider_name": ("toString(provider)", "toString(provider)")},
-                    org_id, filters=filters)
+    group_keys = {"bucket": (f"{to_bucket}(hour)", f"{to_bucket}(toDateTime(start_time))"),
+                  "grp": (rollup_group, span_group)}
+    model_keys = {"model_name": ("toString(model)", "toString(model)"),
+                  "provider_name": ("toString(provider)", "toString(provider)")}
+    if rollup_group is not None:
+        # Both from the same plan: one read grouped by both, summed here per each.
+        rows = _query(by_model, {**group_keys, **model_keys}, org_id, filters=filters)
+        groups, models = _summed(rows, ("bucket", "grp")), _summed(rows, tuple(model_keys))
+    else:
+        # Users, sessions and tags of traces are not in the rollups: those groups read spans.
+        groups = _query(Plan([], [(start, end)]), group_keys, org_id, LACKING[group_by],
+                        filters)
+        models = _query(by_model, model_keys, org_id, filters=filters)
     with localcontext(prec=60):  # Decimal(38, 12) sums, exact
         totals = {"cost": sum((row["cost"] for row in models), Decimal(0)),
                   **{name: sum(row[name] for row in models) for name in COUNTS}}
@@ -268,6 +288,23 @@ def compute_report(*, org_id: int, start: datetime, end: datetime, bucket: str,
             "span_ranges": [{"from": _iso(a), "to": _iso(b)} for a, b in by_model.scan],
         },
     }
+
+
+def group_totals(*, org_id: int, start: datetime, end: datetime,
+                 group_by: str) -> list[dict]:
+    """Per group, its measures over [start, end): what summing compute_report's buckets per
+    group gives, to the last decimal, in one read (no buckets, no model totals), for a page
+    that shows only the top groups of a window."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    rollup_group, span_group = GROUPS[group_by]
+    if rollup_group is None:  # trace-level groups: from spans, as compute_report reads them
+        the_plan = Plan([], [(start, end)])
+    else:
+        the_plan = plan(start=start, end=end,
+                        exact_days=exact_days(org_id=org_id, start=start, end=end))
+    rows = _query(the_plan, {"grp": (rollup_group, span_group)}, org_id,
+                  LACKING.get(group_by, "1"))
+    return [{"group": row["grp"], **_measures(row)} for row in rows]
 
 
 def cost_report(*, org_id: int, start: datetime, end: datetime, bucket: str = "hour",
