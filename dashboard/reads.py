@@ -17,10 +17,9 @@ from django.conf import settings
 from evaluation.services import scores
 from ingestion.query import selectors
 from ingestion.query.selectors import FINAL_SETTINGS
-from ingestion.query.views import CACHE_VERSION, ID_MAX_LENGTH, hot_traces
-from llmops.cache import ByteLRU, get_or_compute, query_key
+from ingestion.query.views import CACHE_VERSION, ID_MAX_LENGTH, cached_body, hot_traces
+from llmops.cache import ByteLRU
 from llmops.clickhouse import get_client
-from operations.services.flags import flag_for
 
 # Namespaces of the pages' own reads (never an API endpoint's).
 SCORES_CACHE = "dash-trace-scores:v1"
@@ -29,13 +28,10 @@ PRICING_CACHE = "dash-span-pricing:v1"
 
 def _cached(namespace: str, org_id: int, params: dict, ttl_s: float,
             compute: Callable[[], object], local: ByteLRU | None = None):
-    """As the API's `cached_answer`: L1/L2 unless the `query-cache-enabled` flag is off for
-    the org. Not cached when `compute` raises or finds nothing (the trace may arrive)."""
-    if not flag_for("query-cache-enabled", org_id):
-        return orjson.loads(selectors.to_json(compute()))
-    key = query_key(namespace, org_id, params)
-    body, _ = get_or_compute(key=key, ttl_s=ttl_s, local=local,
-                             compute=lambda: selectors.to_json(compute()))
+    """The API's cached answer, parsed (not cached when `compute` raises: the trace may
+    arrive)."""
+    body, _ = cached_body(namespace=namespace, org_id=org_id, params=params, ttl_s=ttl_s,
+                          compute=compute, local=local)
     return orjson.loads(body)
 
 

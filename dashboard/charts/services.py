@@ -28,8 +28,7 @@ from costs.services.reports import cost_report, group_totals
 from evaluation.models import EvaluatorConfig
 from ingestion.query import selectors
 from ingestion.query.selectors import FINAL_SETTINGS, at, micros
-from ingestion.query.views import CACHE_VERSION
-from llmops.cache import get_or_compute, query_key
+from ingestion.query.views import CACHE_VERSION, cached_body
 from operations.services.flags import flag_for
 
 logger = logging.getLogger(__name__)
@@ -79,12 +78,9 @@ def window(key: str | None, now: datetime | None = None) -> Window:
 
 def _cached(namespace: str, org_id: int, params: dict, ttl_s: float,
             compute: Callable[[], object]) -> object:
-    """An answer from the query cache (L2, as the API's), unless the operator's
-    `query-cache-enabled` flag is off for this org."""
-    if not flag_for("query-cache-enabled", org_id):
-        return orjson.loads(selectors.to_json(compute()))
-    body, _ = get_or_compute(key=query_key(namespace, org_id, params), ttl_s=ttl_s,
-                             compute=lambda: selectors.to_json(compute()))
+    """An answer from the API's query cache, parsed."""
+    body, _ = cached_body(namespace=namespace, org_id=org_id, params=params, ttl_s=ttl_s,
+                          compute=compute)
     return orjson.loads(body)
 
 

@@ -28,16 +28,25 @@ hot_traces = ByteLRU(settings.HOT_TRACE_CACHE_MAX_BYTES)
 ID_MAX_LENGTH = 128  # trace and session ids are at most this long (ingestion.schema)
 
 
+def cached_body(*, namespace: str, org_id: int, params: dict, ttl_s: float,
+                compute: Callable[[], object], local: ByteLRU | None = None
+                ) -> tuple[bytes, str]:
+    """An answer's JSON and where it came from: L1/L2 if fresh, else computed and cached;
+    computed and not cached ("bypass") when the operator's `query-cache-enabled` flag is off
+    for the org. An answer that raises (a 404, say) is not cached: the trace may arrive any
+    moment. The API and the dashboard's pages both read through it, so they share entries."""
+    if flag_for("query-cache-enabled", org_id):
+        return get_or_compute(key=query_key(namespace, org_id, params), ttl_s=ttl_s,
+                              local=local, compute=lambda: selectors.to_json(compute()))
+    return selectors.to_json(compute()), "bypass"
+
+
 def cached_answer(request, *, endpoint: str, params: dict, ttl_s: float,
                   compute: Callable[[], object], local: ByteLRU | None = None) -> HttpResponse:
-    """The JSON answer from L1/L2 if fresh, else computed and cached. `X-Cache` says which.
-    An answer that raises (a 404, say) is not cached: the trace may arrive any moment."""
-    if flag_for("query-cache-enabled", request.user.org_id):
-        key = query_key(f"{endpoint}:v{CACHE_VERSION}", request.user.org_id, params)
-        body, source = get_or_compute(key=key, ttl_s=ttl_s, local=local,
-                                      compute=lambda: selectors.to_json(compute()))
-    else:  # the operator's `query-cache-enabled` flag is off for this org (or all)
-        body, source = selectors.to_json(compute()), "bypass"
+    """The JSON answer from the query cache (cached_body). `X-Cache` says which."""
+    body, source = cached_body(namespace=f"{endpoint}:v{CACHE_VERSION}",
+                               org_id=request.user.org_id, params=params, ttl_s=ttl_s,
+                               compute=compute, local=local)
     response = HttpResponse(body, content_type="application/json")
     response["X-Cache"] = source
     return response
