@@ -34,6 +34,20 @@ def local(name: str) -> str:
     return name + LOCAL_SUFFIX if cluster() else name
 
 
+def front(stored: str) -> str:
+    """The name the application uses for a stored table (`spans` for `spans_local`)."""
+    return stored.removesuffix(LOCAL_SUFFIX) if cluster() else stored
+
+
+def every_shard(db: str, stored: str) -> str:
+    """FROM clause for the rows of a stored table on every shard, in any database: on a
+    cluster `cluster()` over its local tables (one replica each), since a Distributed table
+    names one database and a database restored under another name keeps pointing there."""
+    if cluster():
+        return f"cluster('{cluster()}', `{db}`, `{stored}`)"
+    return f"`{db}`.`{stored}`"
+
+
 def alter(name: str, action: str) -> list[str]:
     """ALTER on the stored rows (DELETE/UPDATE, MODIFY TTL, ADD COLUMN...); a column change
     is made to the Distributed table too."""

@@ -200,6 +200,9 @@ def test_routed_mutations_name_local_tables_on_the_cluster():
                  clickhouse_admin.backup_database(DB, "S3('https://s3/b/1/')"),
                  clickhouse_admin.restore_database(DB, "llmops_verify_1", "S3('https://s3/b/1/')")]
         column = clickhouse_admin.alter("spans", "ADD COLUMN IF NOT EXISTS x UInt8")
+        # Backups measure a restored copy in another database: every shard's local rows.
+        every_shard = clickhouse_admin.every_shard("llmops_verify_1", "spans_local")
+        facts = f"SELECT count() FROM {every_shard} FINAL"
     assert len(statements["ttl"]) == len(TTL_TABLES)
     for kind, group in statements.items():
         for statement in format_queries(group):
@@ -211,6 +214,8 @@ def test_routed_mutations_name_local_tables_on_the_cluster():
         assert f"ON CLUSTER {CLUSTER}" in statement, statement
     # A column change reaches the Distributed front as well, whose columns mirror the local.
     assert [re.match(r"ALTER TABLE (\w+)", s).group(1) for s in column] == ["spans_local", "spans"]
+    assert format_queries([facts]) == [
+        f"SELECT count()\nFROM cluster('{CLUSTER}', llmops_verify_1, spans_local)\nFINAL"]
     # One node: the same helpers name the table itself.
     assert clickhouse_admin.optimize("spans") == ["OPTIMIZE TABLE spans FINAL"]
 
@@ -235,12 +240,10 @@ DYNAMIC = {
     "{source}": "a MaterializedView's SELECT: local on a cluster, checked in the plan",
     "{table}": "costs.reports: 'cost_hourly' or 'spans FINAL', literals of that file",
     "`{database()}`.{LEDGER.name}": "the ledger's front, read by migrate before it runs",
-    "`{db}`.`{name}`{final}": "backups' facts: fronts on a cluster (_local stripped)",
+    "{clickhouse_admin.every_shard(db, name)}{final}": "backups' facts: every shard's rows",
 }
-# Files that may name local tables or build admin statements: the routing helper itself,
-# the DDL generator, and the backups that strip `_local` to measure the fronts.
-LOCAL_ALLOWED = {"llmops/clickhouse_admin.py", "llmops/clickhouse_schema.py",
-                 "operations/services/backups.py"}
+# Files that may name local tables: the routing helper itself and the DDL generator.
+LOCAL_ALLOWED = {"llmops/clickhouse_admin.py", "llmops/clickhouse_schema.py"}
 
 
 def _source_files() -> list[Path]:

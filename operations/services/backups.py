@@ -49,12 +49,6 @@ def table_facts(client, db: str, *, deduplicated: bool = True) -> dict[str, dict
     tables = client.query(
         "SELECT name, engine, total_bytes FROM system.tables WHERE database = {db:String} "
         "AND engine LIKE '%MergeTree' ORDER BY name", parameters={"db": db}).result_rows
-    if clickhouse_admin.cluster():
-        # This node holds one shard's local tables: count every shard's rows through the
-        # Distributed table named as the application reads it.
-        suffix = clickhouse_admin.LOCAL_SUFFIX
-        tables = [(name.removesuffix(suffix), engine, total_bytes)
-                  for name, engine, total_bytes in tables if name.endswith(suffix)]
     for name, engine, total_bytes in tables:
         columns = client.query(
             "SELECT name, type FROM system.columns WHERE database = {db:String} "
@@ -69,9 +63,11 @@ def table_facts(client, db: str, *, deduplicated: bool = True) -> dict[str, dict
         # The hash of each row's text: every value counts, NULLs included, in any order.
         rows, checksum = client.query(
             f"SELECT count(), sum(cityHash64(formatRowNoNewline('TSV', {row}))) "
-            f"FROM `{db}`.`{name}`{final}").result_rows[0]
-        facts[name] = {"rows": rows, "bytes": total_bytes or 0, "checksum": str(checksum),
-                       "deduplicated": deduplicated}
+            f"FROM {clickhouse_admin.every_shard(db, name)}{final}").result_rows[0]
+        # Keyed by the application's name (`spans`, also on a cluster); bytes: this node's.
+        facts[clickhouse_admin.front(name)] = {
+            "rows": rows, "bytes": total_bytes or 0, "checksum": str(checksum),
+            "deduplicated": deduplicated}
     return facts
 
 
