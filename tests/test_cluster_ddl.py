@@ -157,7 +157,8 @@ def test_single_node_plan_is_unchanged_by_the_cluster_code(plans):
 
 def test_a_table_a_migration_adds_is_planned_for_the_cluster_or_fails(monkeypatch):
     """What the coverage check does with a migration added later: a described table is
-    planned by itself; SQL the plan cannot translate fails, on one node too."""
+    planned by itself, and a plan missing it is caught; a SQL string, which has no cluster
+    form, fails the cluster plan."""
     rollup = Table(name="metrics_hourly_test", columns="org_id UInt64,\nhour DateTime,\nn UInt64",
                    engine="SummingMergeTree", order_by="(org_id, hour)",
                    shard_key="cityHash64(org_id)")
