@@ -14,6 +14,7 @@ from ingestion.models import ApiKey, Org
 from ingestion.query.views import hot_traces
 from ingestion.schema import MESSAGE_VERSION, SpanIn, SpanMessage, Usage
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
+from llmops import clickhouse_admin
 from llmops.clickhouse import get_client
 
 ORG_SLUG = "bench-query"
@@ -107,8 +108,8 @@ def load(org: Org) -> None:
         print(f"  loaded {stored_spans(org.id):,} spans", flush=True)
     # Steady state: stored data is mostly merged; FINAL over a fresh load of many parts
     # would measure the load, not the queries.
-    client.command("OPTIMIZE TABLE spans FINAL")
-    client.command("OPTIMIZE TABLE trace_index FINAL")
+    clickhouse_admin.run(clickhouse_admin.optimize("spans") +
+                         clickhouse_admin.optimize("trace_index"), client=client)
     print(f"org {org.id}: loaded {SPANS:,} spans in {time.monotonic() - started:.0f}s",
           flush=True)
 

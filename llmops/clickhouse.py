@@ -50,6 +50,16 @@ def new_client(*, database: str | None = None, **overrides) -> Client:
     }
     if database is not None:
         options["database"] = database
+    if settings.CLICKHOUSE_CLUSTER:
+        options["settings"] = {
+            # An insert into a Distributed table returns once every shard has its rows, not
+            # when they are queued on this node: the drain commits Kafka offsets after it.
+            "distributed_foreground_insert": 1,
+            # `IN (SELECT ... FROM spans)` and JOINs of two Distributed tables (spans with
+            # span_content, sharded apart) run their subquery once, across all shards, as on
+            # one node; the default refuses them.
+            "distributed_product_mode": "global",
+        }
     options.update(overrides)
     return clickhouse_connect.get_client(**options)
 
@@ -64,11 +74,10 @@ def get_client() -> Client:
 
 def ensure_database() -> None:
     """Create the configured database (the client must connect to `default` for that)."""
-    name = database()
+    from llmops.clickhouse_admin import create_database, run  # it imports this module
+
     admin = new_client(database="default")
     try:
-        cluster = settings.CLICKHOUSE_CLUSTER
-        on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-        admin.command(f"CREATE DATABASE IF NOT EXISTS `{name}`{on_cluster}")
+        run(create_database(database()), client=admin)
     finally:
         admin.close()

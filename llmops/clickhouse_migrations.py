@@ -6,6 +6,10 @@ also hold `backfill`: objects with a `backfill()` method (a MaterializedView), w
 INSERT ... SELECT runs once after the DDL, so a new view also covers the rows before it.
 Numbers are unique across the project and migrations run in number order; applied ones are
 recorded in the `clickhouse_migrations` table.
+
+With CLICKHOUSE_CLUSTER set the same objects generate the cluster's DDL (local Replicated*
+tables, Distributed tables, views between local tables, all ON CLUSTER): a raw SQL string
+cannot be translated, so on a cluster a migration must describe its DDL with objects.
 """
 
 import importlib
@@ -15,7 +19,8 @@ from dataclasses import dataclass
 
 from django.apps import apps
 
-from llmops.clickhouse import ensure_database, get_client
+from llmops.clickhouse import database, ensure_database, get_client, new_client
+from llmops.clickhouse_admin import cluster, create_database
 from llmops.clickhouse_schema import Table
 
 MODULE_NAME = re.compile(r"^(\d{4})_\w+$")
@@ -42,6 +47,9 @@ class Migration:
     def statements(self) -> list[str]:
         result = []
         for operation in self.module.operations:
+            if isinstance(operation, str) and cluster():
+                raise ValueError(f"{self.label}: a SQL string has no cluster form; describe it"
+                                 " with Table, MaterializedView or Alter (clickhouse_schema)")
             result.extend([operation] if isinstance(operation, str) else operation.create())
         return result
 
@@ -73,6 +81,39 @@ def applied() -> set[str]:
     for statement in LEDGER.create():
         client.command(statement)
     return {row[0] for row in client.query(f"SELECT name FROM {LEDGER.name} FINAL").result_rows}
+
+
+def recorded() -> set[str] | None:
+    """What the ledger records, creating nothing; None when there is no ledger (or no
+    database) yet, i.e. nothing was applied."""
+    admin = new_client(database="default")
+    try:
+        exists = admin.query(
+            "SELECT count() FROM system.tables WHERE database = {db:String}"
+            " AND name = {name:String}",
+            parameters={"db": database(), "name": LEDGER.name}).result_rows[0][0]
+        if not exists:
+            return None
+        return {row[0] for row in admin.query(
+            f"SELECT name FROM `{database()}`.{LEDGER.name} FINAL").result_rows}
+    finally:
+        admin.close()
+
+
+def plan(*, everything: bool = False) -> list[tuple[str, list[str]]]:
+    """The DDL migrate would run, as (label, statements), without running any: the pending
+    migrations (the server is asked which), or with `everything` all of them, the database
+    and the ledger included, without connecting."""
+    done = None if everything else recorded()
+    steps = []
+    if done is None:
+        steps.append(("database and ledger", create_database(database()) + LEDGER.create()))
+        done = set()
+    for migration in discover():
+        if migration.label not in done:
+            steps.append((migration.label,
+                          migration.statements() + migration.backfill_statements()))
+    return steps
 
 
 def pending() -> list[Migration]:

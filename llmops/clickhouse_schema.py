@@ -1,9 +1,10 @@
 """ClickHouse DDL from one description, for one node or for a sharded, replicated cluster.
 
 With CLICKHOUSE_CLUSTER empty a table is a plain MergeTree-family table named as the
-application queries it. With a cluster name, the rows live in `<name>_shard`
-(Replicated* engine on every node) and `<name>` is a Distributed table over them, sharded
-by the table's shard key, so application queries do not change.
+application queries it. With a cluster name, the rows live in `<name>_local` (the
+Replicated* form of the same engine, created ON CLUSTER on every node) and `<name>` is a
+Distributed table over them, sharded by the table's shard key, so application queries do
+not change. Materialized views read and write the local tables: each shard feeds its own.
 """
 
 import re
@@ -11,24 +12,24 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-SHARD_SUFFIX = "_shard"
+from llmops import clickhouse_admin
+from llmops.clickhouse import database
+from llmops.clickhouse_admin import cluster, local, on_cluster
 
 
-def cluster() -> str:
-    return settings.CLICKHOUSE_CLUSTER
-
-
-def _on_cluster() -> str:
-    return f" ON CLUSTER {cluster()}" if cluster() else ""
+def replica_path(table: str) -> str:
+    """The table's replication log in Keeper: one per shard and table (macros expanded by
+    each server from its own config)."""
+    return f"/clickhouse/tables/{{shard}}/{{database}}/{table}"
 
 
 def _replicated(engine: str, table: str) -> str:
-    """ReplacingMergeTree(v) -> ReplicatedReplacingMergeTree('<zk path>', '{replica}', v)."""
+    """ReplacingMergeTree(v) -> ReplicatedReplacingMergeTree('<path>', '{replica}', v)."""
     match = re.fullmatch(r"(\w*MergeTree)(?:\((.*)\))?", engine.strip(), re.S)
     if not match:
         raise ValueError(f"not a MergeTree-family engine: {engine}")
     name, args = match.group(1), (match.group(2) or "").strip()
-    zk = f"'/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}'"
+    zk = f"'{replica_path(table)}', '{{replica}}'"
     return f"Replicated{name}({zk}{', ' + args if args else ''})"
 
 
@@ -46,7 +47,7 @@ class Table:
     @property
     def storage_name(self) -> str:
         """Where the rows are stored on this node (what ALTERs and MVs address)."""
-        return self.name + SHARD_SUFFIX if cluster() else self.name
+        return local(self.name)
 
     def create(self) -> list[str]:
         engine = _replicated(self.engine, self.storage_name) if cluster() else self.engine
@@ -57,33 +58,30 @@ class Table:
         if self.ttl:
             clauses.append(f"TTL {self.ttl}")
         table_settings = dict(self.settings)
-        if not cluster():
-            # Replicated tables deduplicate inserts by token already; plain MergeTree
-            # only with a window (FACTS: a table setting, not a query setting).
-            table_settings.setdefault(
-                "non_replicated_deduplication_window", settings.CLICKHOUSE_DEDUP_WINDOW
-            )
+        # How many recent insert tokens the table remembers (a replayed batch is dropped):
+        # plain MergeTree only with a window (FACTS: a table setting, not a query setting);
+        # Replicated tables have one, set to the same size.
+        window = ("replicated_deduplication_window" if cluster()
+                  else "non_replicated_deduplication_window")
+        table_settings.setdefault(window, settings.CLICKHOUSE_DEDUP_WINDOW)
         if table_settings:
             pairs = ", ".join(f"{key} = {value}" for key, value in table_settings.items())
             clauses.append(f"SETTINGS {pairs}")
         statements = [
-            f"CREATE TABLE IF NOT EXISTS {self.storage_name}{_on_cluster()}\n"
+            f"CREATE TABLE IF NOT EXISTS {self.storage_name}{on_cluster()}\n"
             f"(\n{self.columns.strip()}\n)\n" + "\n".join(clauses)
         ]
         if cluster():
             statements.append(
-                f"CREATE TABLE IF NOT EXISTS {self.name}{_on_cluster()} AS {self.storage_name}"
-                f" ENGINE = Distributed({cluster()}, currentDatabase(), {self.storage_name},"
+                f"CREATE TABLE IF NOT EXISTS {self.name}{on_cluster()} AS {self.storage_name}"
+                f" ENGINE = Distributed('{cluster()}', `{database()}`, {self.storage_name},"
                 f" {self.shard_key})"
             )
         return statements
 
     def alter(self, action: str) -> list[str]:
         """An ALTER on the stored table (and, for column changes, the Distributed one)."""
-        statements = [f"ALTER TABLE {self.storage_name}{_on_cluster()} {action}"]
-        if cluster() and re.match(r"\s*(ADD|DROP|MODIFY|RENAME) COLUMN", action, re.I):
-            statements.append(f"ALTER TABLE {self.name}{_on_cluster()} {action}")
-        return statements
+        return clickhouse_admin.alter(self.name, action)
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ class MaterializedView:
     def create(self) -> list[str]:
         select = self.select.format(source=self.source.storage_name)
         return [
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name}{_on_cluster()}"
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name}{on_cluster()}"
             f" TO {self.target.storage_name} AS\n{select.strip()}"
         ]
 

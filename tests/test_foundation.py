@@ -9,7 +9,6 @@ import pytest
 from confluent_kafka import TopicPartition
 from django.conf import settings
 from django.db import connection
-from django.test import override_settings
 
 from llmops import clickhouse_migrations
 from llmops.clickhouse import get_client
@@ -78,22 +77,6 @@ def test_migration_numbers_are_unique_and_well_named():
 
 def _all_statements() -> list[str]:
     return [s for m in clickhouse_migrations.discover() for s in m.statements()]
-
-
-def test_cluster_ddl_parses_in_clickhouse():
-    with override_settings(CLICKHOUSE_CLUSTER="llmops_cluster"):
-        statements = _all_statements()
-    creates = [s for s in statements if s.startswith("CREATE TABLE")]
-    assert any("ENGINE = Distributed(llmops_cluster" in s for s in creates)
-    assert all("ON CLUSTER llmops_cluster" in s for s in statements)
-    for statement in creates:
-        if "Distributed" not in statement:
-            assert "ENGINE = Replicated" in statement, statement
-    client = get_client()
-    for statement in statements:
-        formatted = client.query("SELECT formatQuery({sql:String})",
-                                 parameters={"sql": statement}).result_rows[0][0]
-        assert formatted.startswith(("CREATE", "ALTER"))
 
 
 def test_single_node_ddl_has_no_cluster_and_keeps_dedup_tokens():

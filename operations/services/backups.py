@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from llmops import clickhouse_admin
 from llmops.clickhouse import database, new_client
 from operations.models import BackupRun
 
@@ -62,9 +63,11 @@ def table_facts(client, db: str, *, deduplicated: bool = True) -> dict[str, dict
         # The hash of each row's text: every value counts, NULLs included, in any order.
         rows, checksum = client.query(
             f"SELECT count(), sum(cityHash64(formatRowNoNewline('TSV', {row}))) "
-            f"FROM `{db}`.`{name}`{final}").result_rows[0]
-        facts[name] = {"rows": rows, "bytes": total_bytes or 0, "checksum": str(checksum),
-                       "deduplicated": deduplicated}
+            f"FROM {clickhouse_admin.every_shard(db, name)}{final}").result_rows[0]
+        # Keyed by the application's name (`spans`, also on a cluster); bytes: this node's.
+        facts[clickhouse_admin.front(name)] = {
+            "rows": rows, "bytes": total_bytes or 0, "checksum": str(checksum),
+            "deduplicated": deduplicated}
     return facts
 
 
@@ -126,14 +129,12 @@ def _run_followed(client, statement: str, run: BackupRun, done: str) -> None:
 
 
 def _restore_into(client, run: BackupRun, target: str) -> None:
-    _run_followed(client, f"RESTORE DATABASE `{run.database}` AS `{target}` FROM "
-                          f"{_target(run)}", run, "RESTORED")
+    _run_followed(client, clickhouse_admin.restore_database(run.database, target,
+                                                           _target(run)), run, "RESTORED")
 
 
 def _drop_database(client, db: str) -> None:
-    cluster = f" ON CLUSTER {settings.CLICKHOUSE_CLUSTER}" if settings.CLICKHOUSE_CLUSTER \
-        else ""
-    client.command(f"DROP DATABASE IF EXISTS `{db}`{cluster} SYNC")
+    clickhouse_admin.run(clickhouse_admin.drop_database(db), client=client)
 
 
 def measure_backup(client, run: BackupRun) -> dict[str, dict]:
@@ -161,9 +162,7 @@ def backup(*, db: str | None = None) -> BackupRun:
     run.save(update_fields=["location"])
     client = _client()
     try:
-        cluster = f" ON CLUSTER {settings.CLICKHOUSE_CLUSTER}" if settings.CLICKHOUSE_CLUSTER \
-            else ""
-        _run_followed(client, f"BACKUP DATABASE `{db}`{cluster} TO {_target(run)}", run,
+        _run_followed(client, clickhouse_admin.backup_database(db, _target(run)), run,
                       "BACKUP_CREATED")
         created = run.progress
         run.tables = measure_backup(client, run)
@@ -235,7 +234,7 @@ def restore(run: BackupRun, *, into: str | None = None, replace: bool = False
             doomed = sorted((name for name in current if name in held),
                             key=lambda name: (current[name][0].endswith("MergeTree"), name))
             for name in doomed:
-                client.command(f"DROP TABLE IF EXISTS `{target}`.`{name}` SYNC")
+                clickhouse_admin.run(clickhouse_admin.drop_table(target, name), client=client)
             logger.warning("restore of backup %s: dropped %s from %s", run.pk, doomed, target)
         _restore_into(client, run, target)
         # Measured as the backup was: runs recorded before FINAL carry raw figures.
