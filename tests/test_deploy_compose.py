@@ -1,0 +1,219 @@
+"""docker/: the compose files validated offline, as a reviewer would check them before running
+them elsewhere: Debian's docker-compose resolves them (no Docker engine needed), HAProxy
+checks its config, every mounted config file exists and parses, and the cluster the files
+describe is one cluster (2 shards x 2 replicas in remote_servers = the containers and their
+macros, 3 Keeper ids, 3 KRaft voters) that the app containers are pointed at."""
+
+import importlib.util
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+CLUSTER_FILE = DOCKER / "docker-compose.cluster.yml"
+SINGLE_FILE = DOCKER / "docker-compose.yml"
+# The secrets the files refuse to start without; dummies, only to resolve them.
+SECRETS = {"DJANGO_SECRET_KEY": "k", "CLICKHOUSE_PASSWORD": "p", "CLICKHOUSE_CLUSTER_SECRET": "s",
+           "POSTGRES_PASSWORD": "p", "FLOWER_BASIC_AUTH": "u:p"}
+TOOLS = {"docker-compose": "docker-compose", "/usr/sbin/haproxy": "haproxy"}
+
+
+def settings_read() -> set[str]:
+    """Every environment variable a setting reads (llmops/settings/*.py, through env())."""
+    names = set()
+    for path in (ROOT / "llmops" / "settings").glob("*.py"):
+        names |= set(re.findall(r'\benv\(\s*"([A-Z0-9_]+)"', path.read_text()))
+    return names
+
+
+@pytest.fixture(scope="module")
+def tools() -> None:
+    """docker-compose and haproxy from Debian, installed by scripts/services.py's apt-get helper
+    when missing (a fresh CI machine); a clear failure when they cannot be."""
+    spec = importlib.util.spec_from_file_location("services", ROOT / "scripts" / "services.py")
+    services = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(services)
+    try:
+        services.ensure_commands(TOOLS)
+    except services.ServiceError as exc:
+        pytest.fail(f"docker-compose/haproxy (Debian) are needed to validate docker/: {exc}")
+
+
+def compose(path: Path, *args: str, secrets: bool = True) -> subprocess.CompletedProcess:
+    # Only PATH and the dummy secrets: nothing of this shell's environment leaks in.
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", **(SECRETS if secrets else {})}
+    return subprocess.run(["docker-compose", "-f", str(path), *args], env=env, cwd=DOCKER,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def cluster(tools) -> dict:
+    """The cluster compose file as docker-compose resolves it (anchors merged, paths absolute)."""
+    done = compose(CLUSTER_FILE, "config")
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_both_compose_files_validate(tools):
+    for path in (CLUSTER_FILE, SINGLE_FILE):
+        done = compose(path, "config", "-q")
+        assert done.returncode == 0, f"{path.name}: {done.stderr}"
+    # No default secret: without them the cluster file refuses, naming what is missing.
+    done = compose(CLUSTER_FILE, "config", "-q", secrets=False)
+    assert done.returncode != 0
+    assert "set " in done.stderr, done.stderr
+
+
+def test_cluster_has_every_process(cluster):
+    services = set(cluster["services"])
+    assert services >= {
+        "kafka1", "kafka2", "kafka3", "clickhouse-keeper1", "clickhouse-keeper2",
+        "clickhouse-keeper3", "clickhouse-shard1-replica1", "clickhouse-shard1-replica2",
+        "clickhouse-shard2-replica1", "clickhouse-shard2-replica2", "redis", "postgres", "lb",
+        "api1", "api2", "worker-ingest", "worker-evaluation", "beat", "flower", "migrate"}
+    images = {name: service.get("image", "") for name, service in cluster["services"].items()}
+    assert all(images[f"kafka{n}"].startswith("apache/kafka:4.") for n in (1, 2, 3))
+    assert all(image.startswith("clickhouse/clickhouse-server:")
+               for name, image in images.items() if name.startswith("clickhouse-shard"))
+    assert all(image.startswith("clickhouse/clickhouse-keeper:")
+               for name, image in images.items() if name.startswith("clickhouse-keeper"))
+    assert images["lb"].startswith("haproxy:")
+    assert cluster["services"].get("beat", {}).get("deploy", {}).get("replicas", 1) == 1
+
+
+def mounts(service: dict) -> dict[str, Path]:
+    """Container path -> host file, for the service's bind mounts (docker-compose 1.29 prints
+    them as `/abs/source:target[:mode]`; a named volume's source has no slash)."""
+    binds = (volume.split(":") for volume in service.get("volumes", []))
+    return {parts[1]: Path(parts[0]) for parts in binds if parts[0].startswith("/")}
+
+
+def test_every_mounted_config_exists_and_parses(cluster):
+    seen = 0
+    for name, service in cluster["services"].items():
+        for source in mounts(service).values():
+            assert source.is_file(), f"{name}: {source} missing"
+            assert DOCKER in source.parents, f"{name}: {source} outside docker/"
+            if source.suffix == ".xml":
+                ET.parse(source)  # raises on malformed XML
+            seen += 1
+    assert seen == 4 * 2 + 3 + 1  # cluster.xml + macros per server, a file per Keeper, haproxy
+    done = subprocess.run(["/usr/sbin/haproxy", "-c", "-f",
+                           str(DOCKER / "haproxy" / "haproxy.cfg")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def server_config(cluster: dict, name: str, target: str) -> ET.Element:
+    return ET.parse(mounts(cluster["services"][name])[target]).getroot()
+
+
+def test_clickhouse_shards_replicas_and_keepers_agree(cluster):
+    services = cluster["services"]
+    servers = sorted(name for name in services if name.startswith("clickhouse-shard"))
+    keepers = sorted(name for name in services if name.startswith("clickhouse-keeper"))
+    assert len(servers) == 4 and len(keepers) == 3
+
+    # Macros: each server its own (shard, replica), the replica named as its container.
+    macros = {}
+    for name in servers:
+        root = server_config(cluster, name, "/etc/clickhouse-server/config.d/macros.xml")
+        macros[name] = (root.findtext("macros/shard"), root.findtext("macros/replica"))
+        assert macros[name][1] == name
+        assert root.findtext("interserver_http_host") == name
+    assert len(set(macros.values())) == 4
+
+    # remote_servers: the same file on every server; 2 shards x 2 replicas = the containers,
+    # each replica in the shard its macros say, writes replicated by the table engine.
+    cluster_files = {mounts(services[name])["/etc/clickhouse-server/config.d/cluster.xml"]
+                     for name in servers}
+    assert len(cluster_files) == 1
+    root = ET.parse(cluster_files.pop()).getroot()
+    (definition,) = list(root.find("remote_servers"))
+    shards = definition.findall("shard")
+    assert len(shards) == 2
+    placed = {}
+    for number, shard in enumerate(shards, start=1):
+        assert shard.findtext("internal_replication") == "true"
+        replicas = shard.findall("replica")
+        assert len(replicas) == 2
+        for replica in replicas:
+            assert replica.findtext("port") == "9000"
+            placed[replica.findtext("host")] = str(number)
+    assert placed == {name: shard for name, (shard, _) in macros.items()}
+    assert definition.find("secret").get("from_env") == "CLICKHOUSE_CLUSTER_SECRET"
+    assert all("CLICKHOUSE_CLUSTER_SECRET" in services[name]["environment"] for name in servers)
+
+    # Every app container names this cluster (the DDL's ON CLUSTER and Distributed engine).
+    apps = [name for name, service in services.items() if "build" in service]
+    assert {services[name]["environment"]["CLICKHOUSE_CLUSTER"] for name in apps} == \
+        {definition.tag}
+
+    # Keeper: the servers know the three nodes; each node has its own id in one Raft config.
+    assert sorted((node.findtext("host"), node.findtext("port"))
+                  for node in root.findall("zookeeper/node")) == [(k, "9181") for k in keepers]
+    raft_configs, ids = set(), {}
+    for name in keepers:
+        keeper = server_config(cluster, name, "/etc/clickhouse-keeper/keeper_config.xml")
+        raft = tuple((server.findtext("id"), server.findtext("hostname"))
+                     for server in keeper.findall("keeper_server/raft_configuration/server"))
+        raft_configs.add(raft)
+        ids[name] = keeper.findtext("keeper_server/server_id")
+        assert keeper.findtext("keeper_server/tcp_port") == "9181"
+        assert dict(raft)[ids[name]] == name  # its own id is its own host
+    assert len(raft_configs) == 1
+    assert sorted(ids.values()) == ["1", "2", "3"]
+    assert sorted(id_ for id_, _ in raft_configs.pop()) == ["1", "2", "3"]
+
+
+def test_kafka_is_a_three_node_kraft_quorum(cluster):
+    services = cluster["services"]
+    brokers = {f"kafka{n}": services[f"kafka{n}"]["environment"] for n in (1, 2, 3)}
+    voters = set()
+    for name, env in brokers.items():
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert str(env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == "3"
+        assert str(env["KAFKA_MIN_INSYNC_REPLICAS"]) == "2"
+        assert str(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == "3"
+        voters.add(env["KAFKA_CONTROLLER_QUORUM_VOTERS"])
+    assert len(voters) == 1  # one quorum, the same on all
+    assert sorted(voters.pop().split(",")) == [f"{brokers[name]['KAFKA_NODE_ID']}@{name}:9093"
+                                                for name in sorted(brokers)]
+    assert len({env["KAFKA_NODE_ID"] for env in brokers.values()}) == 3
+    assert len({env["CLUSTER_ID"] for env in brokers.values()}) == 1
+
+
+def test_app_containers_get_the_settings_they_need(cluster):
+    services = cluster["services"]
+    apps = {name: service for name, service in services.items() if "build" in service}
+    assert set(apps) == {"migrate", "api1", "api2", "worker-ingest", "worker-evaluation", "beat",
+                         "flower"}
+    known = settings_read() | {"FLOWER_BASIC_AUTH"}  # flower reads it itself
+    for name, service in apps.items():
+        env = service["environment"]
+        assert {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL",
+                "CLICKHOUSE_CLUSTER", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS",
+                "KAFKA_REPLICATION_FACTOR"} <= set(env), name
+        assert not set(env) - known, f"{name}: no setting reads {set(env) - known}"
+        assert sorted(env["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == \
+            ["kafka1:9092", "kafka2:9092", "kafka3:9092"]
+        assert env["KAFKA_REPLICATION_FACTOR"] == "3"
+        assert "@lb:8123/" in env["CLICKHOUSE_URL"] and "@postgres:5432/" in env["DATABASE_URL"]
+
+    # Two APIs behind the load balancer, checked on /health/live; ClickHouse for the app
+    # through it too, over all four servers.
+    haproxy = (DOCKER / "haproxy" / "haproxy.cfg").read_text()
+    backends = dict(re.findall(r"^backend (\S+)\n(.*?)(?=^\S|\Z)", haproxy, re.S | re.M))
+    assert re.findall(r"server \S+ (\S+):8000 check", backends["api"]) == ["api1", "api2"]
+    assert "uri /health/live" in backends["api"]
+    assert sorted(re.findall(r"server \S+ (\S+):8123 check", backends["clickhouse"])) == \
+        sorted(name for name in services if name.startswith("clickhouse-shard"))
+    for name in ("api1", "api2"):
+        assert "0.0.0.0:8000" in apps[name]["command"]
+    assert services["lb"]["ports"][0]["target"] == 8000
