@@ -23,9 +23,14 @@ SECRETS = {"DJANGO_SECRET_KEY": "k", "CLICKHOUSE_PASSWORD": "p", "CLICKHOUSE_CLU
 TOOLS = {"docker-compose": "docker-compose", "/usr/sbin/haproxy": "haproxy"}
 
 
+# Read by llmops/settings/kafka.py once issue 14's three-broker work (branch w-kafka3) is in;
+# set already, or the app would create its topics with min.insync.replicas 1.
+PENDING_SETTINGS = {"KAFKA_MIN_INSYNC_REPLICAS"}
+
+
 def settings_read() -> set[str]:
     """Every environment variable a setting reads (llmops/settings/*.py, through env())."""
-    names = set()
+    names = set(PENDING_SETTINGS)
     for path in (ROOT / "llmops" / "settings").glob("*.py"):
         names |= set(re.findall(r'\benv\(\s*"([A-Z0-9_]+)"', path.read_text()))
     return names
@@ -59,10 +64,11 @@ def cluster(tools) -> dict:
     return yaml.safe_load(done.stdout)
 
 
-def test_both_compose_files_validate(tools):
-    for path in (CLUSTER_FILE, SINGLE_FILE):
-        done = compose(path, "config", "-q")
-        assert done.returncode == 0, f"{path.name}: {done.stderr}"
+def test_both_compose_files_validate(tools, cluster):
+    # The cluster file was validated by `config` itself (the fixture); the single-node file
+    # must stay valid beside it.
+    done = compose(SINGLE_FILE, "config", "-q")
+    assert done.returncode == 0, f"{SINGLE_FILE.name}: {done.stderr}"
     # No default secret: without them the cluster file refuses, naming what is missing.
     done = compose(CLUSTER_FILE, "config", "-q", secrets=False)
     assert done.returncode != 0
@@ -203,7 +209,7 @@ def test_app_containers_get_the_settings_they_need(cluster):
         assert not set(env) - known, f"{name}: no setting reads {set(env) - known}"
         assert sorted(env["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == \
             ["kafka1:9092", "kafka2:9092", "kafka3:9092"]
-        assert env["KAFKA_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_REPLICATION_FACTOR"] == "3" and env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
         assert "@lb:8123/" in env["CLICKHOUSE_URL"] and "@postgres:5432/" in env["DATABASE_URL"]
 
     # Two APIs behind the load balancer, checked on /health/live; ClickHouse for the app

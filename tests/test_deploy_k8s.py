@@ -14,6 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.test_deploy_compose import settings_read
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 KEDA = K8S / "components" / "keda-ingest-lag"
@@ -141,12 +143,11 @@ def test_references_between_objects_hold(built):
             assert {"cpu", "memory"} <= set(requests), name
             assert "memory" in container["resources"]["limits"], name
     config = objects[("ConfigMap", "llmops-config")]["data"]
-    known = set()
-    for path in (ROOT / "llmops" / "settings").glob("*.py"):
-        known |= set(re.findall(r'\benv\(\s*"([A-Z0-9_]+)"', path.read_text()))
+    known = settings_read()
     assert not set(config) - known, f"no setting reads {set(config) - known}"
     assert len(config["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == 3
     assert config["CLICKHOUSE_CLUSTER"] and config["KAFKA_REPLICATION_FACTOR"] == "3"
+    assert config["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
 
 
 def test_probes_beat_and_autoscaling_follow_the_design(built):
