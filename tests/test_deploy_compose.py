@@ -4,6 +4,7 @@ checks its config, every mounted config file exists and parses, and the cluster 
 describe is one cluster (2 shards x 2 replicas in remote_servers = the containers and their
 macros, 3 Keeper ids, 3 KRaft voters) that the app containers are pointed at."""
 
+import base64
 import importlib.util
 import re
 import subprocess
@@ -192,7 +193,9 @@ def test_kafka_is_a_three_node_kraft_quorum(cluster):
     assert sorted(voters.pop().split(",")) == [f"{brokers[name]['KAFKA_NODE_ID']}@{name}:9093"
                                                 for name in sorted(brokers)]
     assert len({env["KAFKA_NODE_ID"] for env in brokers.values()}) == 3
-    assert len({env["CLUSTER_ID"] for env in brokers.values()}) == 1
+    (cluster_id,) = {env["CLUSTER_ID"] for env in brokers.values()}
+    # kafka-storage.sh format takes only a UUID: 16 bytes in URL-safe base64, unpadded.
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16 and len(cluster_id) == 22
 
 
 def test_app_containers_get_the_settings_they_need(cluster):
