@@ -1,13 +1,17 @@
 """docker/: the compose files validated offline, as a reviewer would check them before running
 them elsewhere: Debian's docker-compose resolves them (no Docker engine needed), HAProxy
-checks its config, every mounted config file exists and parses, and the cluster the files
-describe is one cluster (2 shards x 2 replicas in remote_servers = the containers and their
-macros, 3 Keeper ids, 3 KRaft voters) that the app containers are pointed at."""
+checks its config, every mounted config file exists and parses (each server's files are
+loaded by ClickHouse's own engine, chDB), and the cluster the files describe is one cluster
+(2 shards x 2 replicas in remote_servers = the containers and their macros, 3 Keeper ids,
+3 KRaft voters) that the app containers are pointed at."""
 
 import base64
 import importlib.util
+import json
+import os
 import re
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -226,3 +230,48 @@ def test_app_containers_get_the_settings_they_need(cluster):
     for name in ("api1", "api2"):
         assert "0.0.0.0:8000" in apps[name]["command"]
     assert services["lb"]["ports"][0]["target"] == 8000
+
+
+# Run by each server's own process: ClickHouse's engine (chDB) started with that server's
+# config files merged, answering what the server would: its clusters and its macros.
+READ_CONFIG = """
+import json, sys
+import chdb._chdb as chdb
+conn = chdb.connect(f"file:{sys.argv[2]}?config-file={sys.argv[1]}")
+def rows(sql):
+    return [line.split("\\t") for line in
+            conn.query(sql, "TabSeparated").bytes().decode().splitlines()]
+print(json.dumps({
+    "clusters": rows("SELECT cluster, shard_num, replica_num, host_name, port "
+                     "FROM system.clusters WHERE cluster = 'llmops_cluster' ORDER BY 2, 3"),
+    "macros": dict(rows("SELECT macro, substitution FROM system.macros"))}))
+"""
+
+
+def test_clickhouse_itself_reads_each_servers_config(cluster, tmp_path):
+    """Each server's mounted files, merged as its config.d would be, loaded by ClickHouse's
+    own engine: the cluster it sees is 2 shards x 2 replicas of the containers, and its macros
+    are its own."""
+    services = cluster["services"]
+    servers = sorted(name for name in services if name.startswith("clickhouse-shard"))
+    running = {}
+    for name in servers:
+        merged = ET.Element("clickhouse")
+        for source in mounts(services[name]).values():
+            merged.extend(list(ET.parse(source).getroot()))
+        config = tmp_path / f"{name}.xml"
+        ET.ElementTree(merged).write(config)
+        running[name] = subprocess.Popen(
+            [sys.executable, "-c", READ_CONFIG, str(config), str(tmp_path / name)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "CLICKHOUSE_CLUSTER_SECRET": "s"})
+    for name, process in running.items():
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, f"{name}: {err[-2000:]}"
+        seen = json.loads(out)
+        assert seen["clusters"] == [
+            ["llmops_cluster", str(shard), str(replica),
+             f"clickhouse-shard{shard}-replica{replica}", "9000"]
+            for shard in (1, 2) for replica in (1, 2)]
+        shard = re.match(r"clickhouse-shard(\d)-", name).group(1)
+        assert seen["macros"] == {"shard": shard, "replica": name}
