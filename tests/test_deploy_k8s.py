@@ -7,6 +7,7 @@ then checked against the Kubernetes schemas of the pinned kubernetes-validate (s
 unknown field fails); KEDA's ScaledObject has no shipped schema and is checked by hand."""
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def containers(obj: dict) -> list[dict]:
     return obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
 
 
+VALIDATED: set[str] = set()
 BUILDS = {
     "staging": (K8S / "overlays" / "staging", ()),
     "production": (K8S / "overlays" / "production", ()),
@@ -104,8 +106,13 @@ def test_every_standard_object_matches_the_kubernetes_schema(built):
     standard = [obj for obj in objects.values() if obj["apiVersion"] != "keda.sh/v1alpha1"]
     assert len(standard) == len(objects) - (name == "production+keda")
     for obj in standard:
-        for version in KUBERNETES_VERSIONS:
-            kubernetes_validate.validate(obj, version, strict=True)  # raises when invalid
+        # An object the same in another build but for its namespace is validated once.
+        same = json.dumps({**obj, "metadata": {**obj["metadata"], "namespace": ""}},
+                          sort_keys=True)
+        if same not in VALIDATED:
+            for version in KUBERNETES_VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)  # raises when invalid
+            VALIDATED.add(same)
     kinds = sorted({obj["kind"] for obj in standard})
     assert kinds == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress",
                      "PodDisruptionBudget", "Service"]
