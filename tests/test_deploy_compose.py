@@ -207,7 +207,8 @@ def test_app_containers_get_the_settings_they_need(cluster):
     apps = {name: service for name, service in services.items() if "build" in service}
     assert set(apps) == {"migrate", "api1", "api2", "worker-ingest", "worker-evaluation", "beat",
                          "flower"}
-    known = settings_read() | {"FLOWER_BASIC_AUTH"}  # flower reads it itself
+    # Read by flower and prometheus_client themselves.
+    known = settings_read() | {"FLOWER_BASIC_AUTH", "PROMETHEUS_MULTIPROC_DIR"}
     for name, service in apps.items():
         env = service["environment"]
         assert {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL",
@@ -229,6 +230,7 @@ def test_app_containers_get_the_settings_they_need(cluster):
         sorted(name for name in services if name.startswith("clickhouse-shard"))
     for name in ("api1", "api2"):
         assert "0.0.0.0:8000" in apps[name]["command"]
+        assert apps[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"] in apps[name]["tmpfs"]
     assert services["lb"]["ports"][0]["target"] == 8000
 
 

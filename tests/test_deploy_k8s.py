@@ -166,6 +166,12 @@ def test_probes_beat_and_autoscaling_follow_the_design(built):
             "path": "/health/", "port": port, "httpHeaders": [{"name": "Host",
                                                                 "value": "localhost"}]}
         assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        # /metrics adds up the pod's gunicorn workers: a shared, writable directory.
+        (directory,) = [e["value"] for e in container["env"]
+                        if e["name"] == "PROMETHEUS_MULTIPROC_DIR"]
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+        volumes = objects[("Deployment", api)]["spec"]["template"]["spec"]["volumes"]
+        assert {"name": mount["name"], "emptyDir": {}} in volumes
         allowed = objects[("ConfigMap", "llmops-config")]["data"]["DJANGO_ALLOWED_HOSTS"]
         assert "localhost" in allowed.split(",")
     # One beat, never two at once: it has no lease of its own.
