@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -42,12 +43,18 @@ def settings_read() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def tools() -> None:
+def services():
+    """scripts/services.py, the module that sets this machine's stack up."""
+    spec = importlib.util.spec_from_file_location("services", ROOT / "scripts" / "services.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tools(services) -> None:
     """docker-compose and haproxy from Debian, installed by scripts/services.py's apt-get helper
     when missing (a fresh CI machine); a clear failure when they cannot be."""
-    spec = importlib.util.spec_from_file_location("services", ROOT / "scripts" / "services.py")
-    services = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(services)
     try:
         services.ensure_commands(TOOLS)
     except services.ServiceError as exc:
@@ -200,6 +207,34 @@ def test_kafka_is_a_three_node_kraft_quorum(cluster):
     (cluster_id,) = {env["CLUSTER_ID"] for env in brokers.values()}
     # kafka-storage.sh format takes only a UUID: 16 bytes in URL-safe base64, unpadded.
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16 and len(cluster_id) == 22
+
+
+def broker_property(variable: str) -> str:
+    """The apache/kafka image's rule: KAFKA_ dropped, `___` -> `-`, `__` -> `_`, `_` -> `.`."""
+    name = variable.removeprefix("KAFKA_").lower()
+    return name.replace("___", "-").replace("__", "\0").replace("_", ".").replace("\0", "_")
+
+
+def test_kafka_variables_name_real_broker_configs(cluster, services):
+    """Each KAFKA_* variable becomes a server.properties line; a misspelt one would be ignored
+    by the broker. The names are looked up, exactly, among the string constants of the Kafka
+    jars this machine's broker runs (scripts/services.py downloads them)."""
+    jars = sorted(services.KAFKA_LIBS.glob("kafka*.jar"))
+    assert jars, f"no Kafka jars in {services.KAFKA_LIBS}: start the services (make services)"
+    wanted = {broker_property(variable)
+              for n in (1, 2, 3) for variable in cluster["services"][f"kafka{n}"]["environment"]
+              if variable.startswith("KAFKA_")}
+    assert {"min.insync.replicas", "default.replication.factor", "node.id"} <= wanted
+    # A class file holds each string constant as tag 1, a 2-byte length, the bytes.
+    constants = {name: b"\x01" + len(name).to_bytes(2, "big") + name.encode() for name in wanted}
+    missing = set(wanted)
+    for jar in jars:
+        with zipfile.ZipFile(jar) as archive:
+            for entry in archive.namelist():
+                if entry.endswith(".class") and missing:
+                    data = archive.read(entry)
+                    missing -= {name for name in missing if constants[name] in data}
+    assert not missing, f"not a Kafka broker config: {missing}"
 
 
 def test_app_containers_get_the_settings_they_need(cluster):
