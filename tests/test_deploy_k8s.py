@@ -1,8 +1,9 @@
 """deploy/k8s/: each overlay built here and validated offline. No kustomize binary is on this
 machine, so `build` below does the part of kustomize these files use, and refuses any other
 field: resources (files and directories), components, namespace, images, labels (metadata only)
-and patches given as a path (strategic merge: maps merged, lists of named items merged by
-name, other lists replaced; a patch must name an object that exists). Every standard object is
+replicas, and patches given as a path, one object per file (strategic merge: maps merged,
+lists of named items merged by name, other lists replaced; a patch must name an object that
+exists). Every standard object is
 then checked against the Kubernetes schemas of the pinned kubernetes-validate (strict: an
 unknown field fails); KEDA's ScaledObject has no shipped schema and is checked by hand."""
 
@@ -22,7 +23,7 @@ K8S = ROOT / "deploy" / "k8s"
 KEDA = K8S / "components" / "keda-ingest-lag"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")  # an older supported cluster and the newest schema
 SUPPORTED = {"apiVersion", "kind", "resources", "components", "namespace", "images", "labels",
-             "patches"}
+             "patches", "replicas"}
 
 
 def load(path: Path) -> list[dict]:
@@ -64,10 +65,15 @@ def build(directory: Path, extra_components: tuple[Path, ...] = ()) -> list[dict
         objects += build(path)
     for entry in kustomization.get("patches", []):
         assert set(entry) == {"path"}, f"{directory}: only patches by path are built here"
-        for patch in load(directory / entry["path"]):
-            targets = [i for i, obj in enumerate(objects) if key(obj) == key(patch)]
-            assert targets, f"{directory}: patch {entry['path']} names no object {key(patch)}"
-            objects[targets[0]] = merge(objects[targets[0]], patch)
+        # kustomize's `patches` takes one patch per path (several need patchesStrategicMerge).
+        (patch,) = load(directory / entry["path"])
+        targets = [i for i, obj in enumerate(objects) if key(obj) == key(patch)]
+        assert targets, f"{directory}: patch {entry['path']} names no object {key(patch)}"
+        objects[targets[0]] = merge(objects[targets[0]], patch)
+    for entry in kustomization.get("replicas", []):
+        targets = [obj for obj in objects if key(obj) == ("Deployment", entry["name"])]
+        assert targets, f"{directory}: replicas for no Deployment {entry['name']}"
+        targets[0]["spec"]["replicas"] = entry["count"]
     for obj in objects:
         for labels in kustomization.get("labels", []):
             obj["metadata"].setdefault("labels", {}).update(labels["pairs"])
@@ -184,6 +190,13 @@ def test_probes_beat_and_autoscaling_follow_the_design(built):
         "type": "Utilization", "averageUtilization": 70}}}]
     expected = (5, 50) if name.startswith("production") else (2, 5)
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == expected
+    assert objects[("Deployment", "query-api")]["spec"]["replicas"] == expected[0]
+    if name.startswith("production"):  # tier 2: a zone lost leaves the rest running
+        for spread in ("query-api", "collector", "ingest-worker"):
+            pod = objects[("Deployment", spread)]["spec"]["template"]
+            (constraint,) = pod["spec"]["topologySpreadConstraints"]
+            assert constraint["topologyKey"] == "topology.kubernetes.io/zone"
+            assert constraint["labelSelector"]["matchLabels"] == pod["metadata"]["labels"]
     assert hpa["behavior"]["scaleUp"]["policies"] == [{"type": "Pods", "value": 4,
                                                        "periodSeconds": 60}]
     assert ("HorizontalPodAutoscaler", "collector-hpa") in objects
