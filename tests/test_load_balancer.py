@@ -200,3 +200,23 @@ def test_one_api_instance_killed_and_restarted_behind_haproxy(subprocess_env, tm
     assert client.acknowledged and len(client.acknowledged) == client.requests * SPANS_PER_REQUEST
     assert lost == 0
     assert stored == distinct == len(client.acknowledged)  # exactly once in FINAL
+
+
+def test_the_haproxy_config_made_from_settings_is_valid(settings, tmp_path):
+    assert Path(HAPROXY).exists(), f"{HAPROXY} is missing: `python scripts/services.py haproxy`"
+    from django.core.management import call_command
+
+    settings.API_INSTANCES, settings.API_PORT, settings.HAPROXY_STATS_PORT = 3, 18500, 18509
+    out = io.StringIO()
+    call_command("haproxy_config", "--write", str(tmp_path / "haproxy.cfg"), stdout=out)
+    assert out.getvalue().strip() == "instance ports: 18510 18511 18512"
+    config = (tmp_path / "haproxy.cfg").read_text()
+    checked = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "bind 127.0.0.1:18500" in config and "bind 127.0.0.1:18509" in config
+    assert [line.split()[2] for line in config.splitlines() if line.strip().startswith(
+        "server ")] == ["127.0.0.1:18510", "127.0.0.1:18511", "127.0.0.1:18512"]
+    # What keeps a killed instance from reaching clients (see the test above).
+    assert "retry-on conn-failure empty-response response-timeout" in config
+    assert "option redispatch 1" in config and "uri /health/live" in config
