@@ -223,7 +223,8 @@ def up() -> None:
         f"\nDocs     http://127.0.0.1:{API_PORT}/api/docs/"
         f"\nAdmin    http://127.0.0.1:{API_PORT}/admin/  (python manage.py createsuperuser)"
         f"\nHealth   http://127.0.0.1:{API_PORT}/health/"
-        f"\nMetrics  http://127.0.0.1:{API_PORT}/metrics"
+        # Through HAProxy /metrics wants METRICS_TOKEN; an instance's port sees every process.
+        f"\nMetrics  http://127.0.0.1:{next(iter(INSTANCE_PORTS.values()), API_PORT)}/metrics"
         f"\nFlower   http://127.0.0.1:{FLOWER_PORT}/"
         f"\nDemo API key (org 'demo'): {key}"
         + (f"\nHAProxy  http://127.0.0.1:{API_PORT}/ in front of {API_INSTANCES} API instances "

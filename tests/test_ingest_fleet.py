@@ -54,11 +54,11 @@ def test_workers_join_and_leave_under_load_with_nothing_lost(subprocess_env, mon
     org, key = new_org(ingest_rate_limit=10**6)
     client = client_for(key)
     run = f"fleet-{uuid.uuid4().hex[:8]}"
-    first, second = f"fleet-a-{run}", f"fleet-b-{run}"
+    first, second = "fleet-a", "fleet-b"  # logs in var/log/fleet-a-worker.log, ...
     acknowledged = requests = 0
     seen: dict[str, int] = {}
     marks: dict[str, float] = {}
-    beat = start_beat(run)
+    beat = start_beat("fleet")
     workers = {first: start_ingest_worker(first)}
     started = time.monotonic()
     killed_at = None

@@ -220,3 +220,4 @@ def test_the_haproxy_config_made_from_settings_is_valid(settings, tmp_path):
     # What keeps a killed instance from reaching clients (see the test above).
     assert "retry-on conn-failure empty-response response-timeout" in config
     assert "option redispatch 1" in config and "uri /health/live" in config
+    assert "option forwardfor" in config  # /metrics is not opened to the proxied

@@ -44,6 +44,9 @@ frontend api
     # The whole body before an instance is picked: a slow client holds no gunicorn worker,
     # and the request is there to be sent again.
     option http-buffer-request
+    # The API then knows a request came through a proxy: /metrics, open to loopback only,
+    # wants its token through HAProxy (read it at an instance's own port instead).
+    option forwardfor
     default_backend api
 
 backend api
