@@ -172,14 +172,18 @@ def test_one_api_instance_killed_and_restarted_behind_haproxy(subprocess_env, tm
                  "the restarted instance answers requests again")
     finally:
         client.stop.set()
-        for thread in threads:
-            if thread.ident:
-                thread.join(timeout=60)
-        final_stats = server_stats(stats_port) if haproxy.poll() is None else {}
-        os.killpg(haproxy.pid, signal.SIGTERM)
-        haproxy.wait(timeout=10)
-        for instance in instances:
-            instance.kill()
+        try:
+            for thread in threads:
+                if thread.ident:
+                    thread.join(timeout=60)
+            final_stats = server_stats(stats_port)
+        except OSError:
+            final_stats = {}
+        finally:  # never leave a server behind, whatever failed above
+            for instance in instances:
+                instance.kill()
+            os.killpg(haproxy.pid, signal.SIGKILL)
+            haproxy.wait(timeout=10)
 
     drain_everything()
     from llmops.clickhouse import get_client
