@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVICES := $(PY) scripts/services.py
 PROCESSES := $(PY) scripts/processes.py
 
-.PHONY: install services browser services-down services-status run stop test lint bench chaos vendor vendor-check screenshots
+.PHONY: install services browser haproxy services-down services-status run stop test lint bench chaos vendor vendor-check screenshots
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ services: install
 browser:
 	$(SERVICES) browser
 
+# Debian's HAProxy, for API_INSTANCES > 1 and the load balancer's tests.
+haproxy:
+	$(SERVICES) haproxy
+
 services-down:
 	$(SERVICES) down
 
@@ -34,7 +38,7 @@ run: services
 stop:
 	$(PROCESSES) down
 
-test: services browser
+test: services browser haproxy
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 

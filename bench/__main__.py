@@ -15,6 +15,7 @@ SECTIONS = {
     "ingest": "bench.ingest",  # API, drain and end-to-end figures (issue: span ingestion)
     "query": "bench.query",  # query API p50/p99 over 1M spans, uncached and cached (issue 4)
     "ui": "bench.ui",  # dashboard pages p50/p99 over the same 1M spans (issue 13)
+    "scale": "bench.scale",  # drain throughput of 1 and 2 worker processes (issue 14)
 }
 # Run only when named: the README's screenshots of the dashboard (issue 13).
 ON_REQUEST = {"screenshots": "bench.screenshots"}

@@ -4,6 +4,10 @@
 var/demo_api_key and reused while active) and a demo dashboard login (password kept in
 var/demo_password), then starts each process in the background (logs
 in var/log, pid files in var/run) and prints the URLs.
+
+API_INSTANCES=N (N > 1) starts N gunicorn instances on loopback ports and HAProxy on
+API_PORT in front of them (config from `manage.py haproxy_config`, in var/haproxy.cfg; stats
+on HAPROXY_STATS_PORT, default API_PORT + 9); HAProxy is installed with apt-get if missing.
 """
 
 import argparse
@@ -34,12 +38,20 @@ INGEST_CONCURRENCY = os.environ.get("INGEST_CONCURRENCY",
 # Celery processes run under llmops.supervise, which starts them again when they exit on
 # their own (a Redis restart ends a Celery 5.7 worker for good), as a container runtime would.
 SUPERVISED = [str(BIN / "python"), "-m", "llmops.supervise"]
-PROCESSES = {
-    "api": [
+API_INSTANCES = int(os.environ.get("API_INSTANCES", "1"))
+HAPROXY = "/usr/sbin/haproxy"
+
+
+def gunicorn(port: int) -> list[str]:
+    return [
         str(BIN / "gunicorn"), "llmops.wsgi:application",
-        "--bind", f"127.0.0.1:{API_PORT}", "--workers", API_WORKERS,
+        "--bind", f"127.0.0.1:{port}", "--workers", API_WORKERS,
         "--access-logfile", "-", "--timeout", "60",
-    ],
+    ]
+
+
+PROCESSES = {
+    "api": gunicorn(API_PORT),
     "ingest": [
         *SUPERVISED, str(BIN / "celery"), "-A", "celery_app", "worker", "--loglevel", "INFO",
         "-Q", "ingest", "--pool", "threads", "--concurrency", INGEST_CONCURRENCY,
@@ -77,8 +89,44 @@ def flower_command(environ: dict[str, str] | None = None) -> list[str]:
             f"--port={FLOWER_PORT}"]
 
 
+# Ports of the API instances behind HAProxy (API_INSTANCES > 1), known once its config is made.
+INSTANCE_PORTS: dict[str, int] = {}
+
+
+def process_names() -> list[str]:
+    """What `up` starts: "api" alone, or api-1..api-N and haproxy in front of them."""
+    if API_INSTANCES <= 1:
+        return list(PROCESSES)
+    api = [f"api-{n}" for n in range(1, API_INSTANCES + 1)]
+    return [*api, "haproxy", *[name for name in PROCESSES if name != "api"]]
+
+
 def command(name: str) -> list[str]:
+    if name in INSTANCE_PORTS:
+        return gunicorn(INSTANCE_PORTS[name])
+    if name == "haproxy":
+        return [HAPROXY, "-f", str(VAR / "haproxy.cfg"), "-db"]
     return flower_command() if name == "flower" else PROCESSES[name]
+
+
+def stoppable() -> list[str]:
+    """process_names(), and whatever an earlier `up` with other API_INSTANCES left running."""
+    names = process_names()
+    # var/run holds the services' pid files too (scripts/services.py): only ours here.
+    left = sorted(path.stem for path in [*PIDS.glob("api-*.pid"), PIDS / "haproxy.pid"]
+                  if path.exists() and path.stem not in names)
+    return [*left, *names]
+
+
+def prepare_load_balancer() -> None:
+    """HAProxy installed (apt-get, as scripts/services.py does) and configured from settings."""
+    done = subprocess.run([str(BIN / "python"), str(ROOT / "scripts" / "services.py"),
+                           "haproxy"])
+    if done.returncode != 0:
+        sys.exit("HAProxy is needed for API_INSTANCES > 1 and could not be installed")
+    out = manage("haproxy_config", "--write", str(VAR / "haproxy.cfg"))
+    ports = out.strip().splitlines()[-1].split(":", 1)[1].split()
+    INSTANCE_PORTS.update({f"api-{n}": int(port) for n, port in enumerate(ports, start=1)})
 
 
 def manage(*args: str) -> str:
@@ -160,11 +208,13 @@ def up() -> None:
     demo_password = manage("create_user", DEMO_EMAIL, "--org", "demo", "--role", "admin",
                            "--staff", "--password-file",
                            str(VAR / "demo_password")).strip().splitlines()[-1]
-    if not any(pid_of(name) for name in PROCESSES):
+    if API_INSTANCES > 1:
+        prepare_load_balancer()
+    if not any(pid_of(name) for name in stoppable()):
         # Counters of processes that are gone would be added to the new ones'.
         shutil.rmtree(METRICS_DIR, ignore_errors=True)
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
-    for name in PROCESSES:
+    for name in process_names():
         start(name)
     wait_for_api()
     print(
@@ -173,10 +223,15 @@ def up() -> None:
         f"\nDocs     http://127.0.0.1:{API_PORT}/api/docs/"
         f"\nAdmin    http://127.0.0.1:{API_PORT}/admin/  (python manage.py createsuperuser)"
         f"\nHealth   http://127.0.0.1:{API_PORT}/health/"
-        f"\nMetrics  http://127.0.0.1:{API_PORT}/metrics"
+        # Through HAProxy /metrics wants METRICS_TOKEN; an instance's port sees every process.
+        f"\nMetrics  http://127.0.0.1:{next(iter(INSTANCE_PORTS.values()), API_PORT)}/metrics"
         f"\nFlower   http://127.0.0.1:{FLOWER_PORT}/"
         f"\nDemo API key (org 'demo'): {key}"
-        f"\nStop with: make stop"
+        + (f"\nHAProxy  http://127.0.0.1:{API_PORT}/ in front of {API_INSTANCES} API instances "
+           f"(ports {', '.join(map(str, INSTANCE_PORTS.values()))}); stats "
+           f"http://127.0.0.1:{os.environ.get('HAPROXY_STATS_PORT', API_PORT + 9)}/"
+           if INSTANCE_PORTS else "")
+        + "\nStop with: make stop"
     )
 
 
@@ -187,10 +242,10 @@ def main() -> None:
     if action == "up":
         up()
     elif action == "down":
-        for name in reversed(list(PROCESSES)):
+        for name in reversed(stoppable()):
             stop(name)
     else:
-        for name in PROCESSES:
+        for name in stoppable():
             print(f"{name:8} {'up' if pid_of(name) else 'down'}")
 
 

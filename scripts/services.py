@@ -5,6 +5,7 @@
     python scripts/services.py down   [NAME ...]   # stop what this script started
     python scripts/services.py status [NAME ...]   # exit 0 if all asked are up, 1 otherwise
     python scripts/services.py browser            # install chromium for the browser tests
+    python scripts/services.py haproxy            # install HAProxy (API_INSTANCES > 1)
 
 Everything lives under var/ in the repo root (git-ignored): data dirs, downloaded Kafka jars,
 logs in var/log/<name>.log, pid files in var/run/<name>.pid. Services listen on 127.0.0.1 only.
@@ -771,9 +772,26 @@ def browser() -> int:
     return 0
 
 
+# Several API processes behind a load balancer (API_INSTANCES > 1, tests/test_load_balancer.py).
+HAPROXY_PACKAGES = {"/usr/sbin/haproxy": "haproxy"}
+
+
+def haproxy() -> int:
+    """Install Debian's HAProxy when missing: only API_INSTANCES > 1 and its tests need it."""
+    try:
+        ensure_commands(HAPROXY_PACKAGES)
+    except ServiceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print("haproxy    /usr/sbin/haproxy present", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv == ["browser"]:
         return browser()
+    if argv == ["haproxy"]:
+        return haproxy()
     if not argv or argv[0] not in ("up", "down", "status") or set(argv[1:]) - set(NAMES):
         print(__doc__.strip(), file=sys.stderr)
         return 2

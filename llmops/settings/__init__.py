@@ -12,6 +12,7 @@ from .evaluation import *  # noqa: F403
 from .ingestion import *  # noqa: F403
 from .kafka import *  # noqa: F403
 from .langfuse import *  # noqa: F403
+from .loadbalancer import *  # noqa: F403
 from .operations import *  # noqa: F403
 from .otlp import *  # noqa: F403
 from .query import *  # noqa: F403
