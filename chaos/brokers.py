@@ -10,13 +10,15 @@ start it again, wait until it is back in every partition's ISR; the second fault
 another broker. Cluster metadata is read every 100 ms: a partition whose leader is none or
 a killed broker has no leader. At the end the real drain stores everything in ClickHouse,
 and one line per fault says: acknowledged, stored (FINAL), lost, duplicated rows (without
-FINAL minus with), the most seconds a partition had no leader, and the API's answers.
+FINAL minus with), the most seconds a partition had no leader, and the API's answers;
+var/chaos/brokers.json holds it.
 
 Only 127.0.0.1 is used; the load, every wait and the cluster's life are bounded.
 """
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -26,7 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -394,6 +396,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=300, help="spans/s of each fault's load")
     parser.add_argument("--var", type=Path, default=ROOT / "var" / "chaos-brokers",
                         help="the cluster's data and logs (emptied first)")
+    parser.add_argument("--out", type=Path, default=ROOT / "var" / "chaos",
+                        help="where brokers.json goes")
     args = parser.parse_args()
     shutil.rmtree(args.var, ignore_errors=True)
     cluster = Cluster(args.var)
@@ -418,6 +422,12 @@ def main() -> None:
         cluster.close()
     print(f"\n{args.rate} spans/s; leader election limit {LEADER_ELECTION_LIMIT_S:.0f}s "
           "(design document)\n" + table(results), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "brokers.json").write_text(json.dumps(
+        {"rate": args.rate, "leader_election_limit_s": LEADER_ELECTION_LIMIT_S,
+         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+         "faults": [asdict(result) for result in results]}, indent=1))
+    print(f"written: {args.out / 'brokers.json'}")
 
 
 if __name__ == "__main__":
