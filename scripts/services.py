@@ -755,7 +755,15 @@ def kafka_format(node: KafkaNode, config: Path, cluster_id: str) -> None:
 def kafka_start(nodes: list[KafkaNode] | None = None) -> None:
     """Start each node that does not answer, all at once (a node of a cluster serves only
     once a quorum of controllers is up), and wait until every node answers."""
-    nodes = nodes or kafka_nodes()
+    if nodes is None:
+        nodes = kafka_nodes()
+        # Node 0 of a cluster and the single broker share KAFKA_PORT: the new nodes would
+        # wait for a quorum with a stranger until the timeout.
+        other = kafka_nodes(3 if len(nodes) == 1 else 1)
+        if running := [n.name for n in other if read_pid_file(n.pid, "kafka.Kafka")]:
+            raise ServiceError(
+                f"{', '.join(running)} of the other layout (KAFKA_BROKERS) is running; stop it "
+                "first with `scripts/services.py down kafka` (it stops both)")
     ensure_commands({"java": "openjdk-17-jre-headless"})
     kafka_fetch_jars()
     cluster_id = kafka_cluster_id(nodes)
