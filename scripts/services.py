@@ -567,6 +567,24 @@ def kafka_answers(port_no: int) -> bool:
     return got_id == correlation_id and error_code == 0
 
 
+def kafka_brokers_seen(port_no: int) -> int:
+    """How many brokers the node's metadata lists (Metadata v4, no topics): a broker is
+    listed once the controller has registered and unfenced it; 0 without an answer."""
+    correlation_id = 9
+    client_id = b"services.py"
+    request = (struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
+               + struct.pack(">i?", 0, False))
+    try:
+        with socket.create_connection((HOST, port_no), timeout=2) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+            answer = _recv_exact(sock, min(size, 12))
+    except (OSError, struct.error):
+        return 0
+    got_id, _throttle_ms, brokers = struct.unpack(">iii", answer)
+    return brokers if got_id == correlation_id else 0
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
@@ -754,7 +772,8 @@ def kafka_format(node: KafkaNode, config: Path, cluster_id: str) -> None:
 
 def kafka_start(nodes: list[KafkaNode] | None = None) -> None:
     """Start each node that does not answer, all at once (a node of a cluster serves only
-    once a quorum of controllers is up), and wait until every node answers."""
+    once a quorum of controllers is up), and wait until every node answers and, in a
+    cluster, sees every broker."""
     if nodes is None:
         nodes = kafka_nodes()
         # Node 0 of a cluster and the single broker share KAFKA_PORT: the new nodes would
@@ -784,9 +803,15 @@ def kafka_start(nodes: list[KafkaNode] | None = None) -> None:
         kafka_format(node, config, cluster_id)
         waiting.append((node, spawn(node.name, kafka_java(node, "kafka.Kafka", str(config)),
                                     log_file=node.log, pid_file=node.pid)))
+    def serving(node: KafkaNode) -> bool:
+        # A node answers before the controller has unfenced every broker; until then a topic
+        # of replication factor 3 cannot be created.
+        return kafka_answers(node.port) and (
+            len(nodes) == 1 or kafka_brokers_seen(node.port) == len(nodes))
+
     deadline = time.monotonic() + start_timeout("kafka")
     while waiting:
-        waiting = [(node, proc) for node, proc in waiting if not kafka_answers(node.port)]
+        waiting = [(node, proc) for node, proc in waiting if not serving(node)]
         failed = next((f"{node.name}: the process exited with code {proc.returncode} during "
                        "start-up" for node, proc in waiting
                        if proc is not None and proc.poll() is not None), None)
