@@ -280,15 +280,24 @@ def stored(org_id: int) -> tuple[set[str], int, int]:
 
 
 def topic_replication(bootstrap: str, topic: str) -> tuple[int, str]:
-    """(fewest replicas of any partition, the topic's min.insync.replicas) as Kafka says."""
-    from confluent_kafka.admin import AdminClient, ConfigResource
+    """(fewest replicas of any partition, the topic's min.insync.replicas) as Kafka says; a
+    value the topic does not set itself (a broker's default) is marked so: the platform's
+    topics carry theirs, for clusters whose brokers default to 1."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    deadline = time.monotonic() + WAIT_S
+    # A broker's metadata may lag the controller's by a moment after the topic's creation.
+    while not (partitions := admin.list_topics(topic, timeout=10).topics[topic].partitions):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: no partitions in the metadata after {WAIT_S:.0f}s")
+        time.sleep(0.1)
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    config = admin.describe_configs([resource])[resource].result(timeout=10)
+    entry = admin.describe_configs([resource])[resource].result(timeout=10)[
+        "min.insync.replicas"]
+    own = entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
     return (min(len(p.replicas) for p in partitions.values()),
-            config["min.insync.replicas"].value)
+            entry.value if own else f"{entry.value} (broker default)")
 
 
 @dataclass
