@@ -52,7 +52,8 @@ BATCH_FRAMING_BYTES = 64 * 1024
 
 def topic_config() -> dict[str, str]:
     return {"retention.ms": str(settings.KAFKA_RETENTION_MS),
-            "max.message.bytes": str(settings.KAFKA_MESSAGE_MAX_BYTES + BATCH_FRAMING_BYTES)}
+            "max.message.bytes": str(settings.KAFKA_MESSAGE_MAX_BYTES + BATCH_FRAMING_BYTES),
+            "min.insync.replicas": str(settings.KAFKA_MIN_INSYNC_REPLICAS)}
 
 
 def ensure_topics(timeout: float = 30.0) -> list[str]:

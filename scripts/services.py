@@ -15,6 +15,13 @@ Standard library only: this runs before the venv has anything installed.
 Environment:
     REDIS_PORT (6379), PG_PORT (5432), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
     CLICKHOUSE_HTTP_PORT (8123), <NAME>_START_TIMEOUT in seconds (KAFKA 60, the others 30).
+    KAFKA_BROKERS (1): 3 starts a cluster of three KRaft nodes (each broker and controller);
+    node i listens on KAFKA_PORT + KAFKA_PORT_STEP * i (step 100), its controller on
+    KAFKA_CONTROLLER_PORT + KAFKA_PORT_STEP * i, data in var/kafka/<i>/. KAFKA_HEAP_MB (768 for
+    one node, 384 per node of a cluster), KAFKA_JVM_FLAGS (extra java options; a cluster's
+    nodes default to the quick compiler and the serial GC), KAFKA_REPLICATION_FACTOR and
+    KAFKA_MIN_INSYNC_REPLICAS (3 and 2 with three brokers, 1 and 1 with one) for the internal
+    topics, as the platform's settings read them for its own.
 """
 
 from __future__ import annotations
@@ -32,9 +39,11 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -49,7 +58,6 @@ PG_DATA = VAR / "postgres"
 
 KAFKA_DIR = VAR / "kafka"
 KAFKA_LIBS = KAFKA_DIR / "libs"
-KAFKA_DATA = KAFKA_DIR / "data"
 KAFKA_POM = ROOT / "scripts" / "kafka" / "pom.xml"
 KAFKA_MARKER = KAFKA_LIBS / ".downloaded"
 
@@ -109,17 +117,22 @@ def read_pid(name: str, cmd_hint: str) -> int | None:
     Checking the command line guards against a stale pid file whose number was reused by an
     unrelated process, which `down` would otherwise kill.
     """
+    return read_pid_file(pid_path(name), cmd_hint)
+
+
+def read_pid_file(path: Path, cmd_hint: str) -> int | None:
     try:
-        pid = int(pid_path(name).read_text().split()[0])
+        pid = int(path.read_text().split()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (OSError, ValueError, IndexError):
         return None
     return pid if cmd_hint in cmdline else None
 
 
-def spawn(name: str, argv: list[str]) -> subprocess.Popen:
+def spawn(name: str, argv: list[str], *, log_file: Path | None = None,
+          pid_file: Path | None = None) -> subprocess.Popen:
     """Run argv detached from this process (own session), output appended to its log."""
-    with open(log_path(name), "ab") as log:
+    with open(log_file or log_path(name), "ab") as log:
         log.write(f"\n===== {time.strftime('%F %T')} services.py starts {name}\n".encode())
         log.flush()
         proc = subprocess.Popen(
@@ -130,7 +143,7 @@ def spawn(name: str, argv: list[str]) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    pid_path(name).write_text(f"{proc.pid}\n")
+    (pid_file or pid_path(name)).write_text(f"{proc.pid}\n")
     return proc
 
 
@@ -163,7 +176,7 @@ def wait_spawned(name: str, proc: subprocess.Popen, ready) -> None:
         raise ServiceError(f"{err}; stopped it") from None
 
 
-def stop_pid(name: str, pid: int) -> None:
+def stop_pid(name: str, pid: int, pid_file: Path | None = None) -> None:
     """SIGTERM, wait up to 20 s for a clean shutdown, then SIGKILL."""
     try:
         os.kill(pid, signal.SIGTERM)
@@ -177,7 +190,7 @@ def stop_pid(name: str, pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    pid_path(name).unlink(missing_ok=True)
+    (pid_file or pid_path(name)).unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -474,13 +487,78 @@ def pg_stop() -> bool:
 # --------------------------------------------------------------------------- kafka
 
 
+class KafkaNode(NamedTuple):
+    """One KRaft node (broker and controller in one process) and where its files go. A
+    NamedTuple, not a dataclass: chaos/ loads this file without a sys.modules entry."""
+
+    index: int
+    name: str  # in messages; its log and pid files are named after it
+    port: int
+    controller_port: int
+    home: Path  # server.properties, log4j2.properties and data/
+    log: Path
+    pid: Path
+    heap_mb: int
+    jvm_flags: tuple[str, ...]
+
+    @property
+    def node_id(self) -> int:
+        return self.index + 1
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+
+def kafka_brokers() -> int:
+    count = int(os.environ.get("KAFKA_BROKERS", 1))
+    if count < 1:
+        raise ServiceError(f"KAFKA_BROKERS={count}: at least one broker")
+    return count
+
+
+def kafka_nodes(count: int | None = None, *, base_port: int | None = None,
+                base_controller_port: int | None = None, var: Path = VAR) -> list[KafkaNode]:
+    """The nodes of KAFKA_BROKERS (or `count`): one is today's single broker (var/kafka,
+    var/log/kafka.log); node i of a cluster adds KAFKA_PORT_STEP * i to both ports, so the
+    stacks of the other checkouts (2 ports apart) never meet it."""
+    count = kafka_brokers() if count is None else count
+    base_port = port("kafka") if base_port is None else base_port
+    base_controller_port = (port("kafka-controller") if base_controller_port is None
+                            else base_controller_port)
+    if count == 1:
+        heap = int(os.environ.get("KAFKA_HEAP_MB", 768))
+        flags = tuple(os.environ.get("KAFKA_JVM_FLAGS", "").split())
+        return [KafkaNode(0, "kafka", base_port, base_controller_port, var / "kafka",
+                          var / "log" / "kafka.log", var / "run" / "kafka.pid", heap, flags)]
+    step = int(os.environ.get("KAFKA_PORT_STEP", 100))
+    # Three JVMs beside everything else on one machine: a small heap each, one GC thread, and
+    # the quick compiler only (the three start in 8 s of CPU instead of 16 here; a dev
+    # cluster's load does not need the optimizing compiler).
+    heap = int(os.environ.get("KAFKA_HEAP_MB", 384))
+    flags = tuple(os.environ.get("KAFKA_JVM_FLAGS",
+                                 "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC").split())
+    return [KafkaNode(i, f"kafka-{i}", base_port + step * i, base_controller_port + step * i,
+                      var / "kafka" / str(i), var / "log" / f"kafka-{i}.log",
+                      var / "run" / f"kafka-{i}.pid", heap, flags) for i in range(count)]
+
+
+def kafka_bootstrap(nodes: list[KafkaNode] | None = None) -> str:
+    """KAFKA_BOOTSTRAP_SERVERS for these nodes."""
+    return ",".join(f"{HOST}:{node.port}" for node in nodes or kafka_nodes())
+
+
 def kafka_ready() -> bool:
+    return all(kafka_answers(node.port) for node in kafka_nodes())
+
+
+def kafka_answers(port_no: int) -> bool:
     """Send an ApiVersions request (key 18, v0) and expect error_code 0 in the answer."""
     correlation_id = 7
     client_id = b"services.py"
     request = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
     try:
-        with socket.create_connection((HOST, port("kafka")), timeout=2) as sock:
+        with socket.create_connection((HOST, port_no), timeout=2) as sock:
             sock.sendall(struct.pack(">i", len(request)) + request)
             size = struct.unpack(">i", _recv_exact(sock, 4))[0]
             answer = _recv_exact(sock, min(size, 6))
@@ -488,6 +566,24 @@ def kafka_ready() -> bool:
         return False
     got_id, error_code = struct.unpack(">ih", answer)
     return got_id == correlation_id and error_code == 0
+
+
+def kafka_brokers_seen(port_no: int) -> int:
+    """How many brokers the node's metadata lists (Metadata v4, no topics): a broker is
+    listed once the controller has registered and unfenced it; 0 without an answer."""
+    correlation_id = 9
+    client_id = b"services.py"
+    request = (struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
+               + struct.pack(">i?", 0, False))
+    try:
+        with socket.create_connection((HOST, port_no), timeout=2) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+            answer = _recv_exact(sock, min(size, 12))
+    except (OSError, struct.error):
+        return 0
+    got_id, _throttle_ms, brokers = struct.unpack(">iii", answer)
+    return brokers if got_id == correlation_id else 0
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -540,38 +636,67 @@ def kafka_fetch_jars() -> None:
     KAFKA_MARKER.write_text(marker)
 
 
-def kafka_write_config() -> Path:
+def kafka_replication(count: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of the internal topics; the platform's
+    settings derive its own topics' the same way from KAFKA_BROKERS."""
+    factor = int(os.environ.get("KAFKA_REPLICATION_FACTOR", min(count, 3)))
+    return factor, int(os.environ.get("KAFKA_MIN_INSYNC_REPLICAS", 2 if factor >= 3 else 1))
+
+
+def kafka_write_config(node: KafkaNode, nodes: list[KafkaNode]) -> Path:
     """server.properties and log4j2 config, rewritten each start so env ports apply."""
-    controller = f"{HOST}:{port('kafka-controller')}"
+    node.home.mkdir(parents=True, exist_ok=True)
+    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
+    factor, min_isr = kafka_replication(len(nodes))
+    if len(nodes) == 1:
+        replication = f"""\
+# A single node cannot hold more than one replica of the internal topics.
+offsets.topic.replication.factor={factor}
+transaction.state.log.replication.factor={factor}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={factor}
+share.coordinator.state.topic.min.isr={min_isr}
+"""
+    else:
+        replication = f"""\
+# Every partition on {factor} nodes. acks=all waits for every in-sync replica, and a partition
+# with fewer than {min_isr} in sync refuses writes: what was acknowledged is on {min_isr} nodes
+# at least, and one node may die while partitions keep taking writes.
+default.replication.factor={factor}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={factor}
+transaction.state.log.replication.factor={factor}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={factor}
+share.coordinator.state.topic.min.isr={min_isr}
+"""
+    what = ("One node in KRaft mode, acting as broker and controller." if len(nodes) == 1 else
+            f"Node {node.index} of {len(nodes)} in KRaft mode, each broker and controller "
+            f"(a quorum of {len(nodes)}).")
     props = f"""\
 # Written by scripts/services.py on each start; edit the script, not this file.
-# One node in KRaft mode, acting as broker and controller.
+# {what}
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@{controller}
-listeners=PLAINTEXT://{HOST}:{port("kafka")},CONTROLLER://{controller}
-advertised.listeners=PLAINTEXT://{HOST}:{port("kafka")}
+node.id={node.node_id}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}
+advertised.listeners=PLAINTEXT://{HOST}:{node.port}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-log.dirs={KAFKA_DATA}
+log.dirs={node.data}
 num.partitions=1
 auto.create.topics.enable=false
-# A single node cannot hold more than one replica of the internal topics.
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+{replication}\
 # Consumers in tests should not wait 3 s for the first rebalance.
 group.initial.rebalance.delay.ms=0
 # 7 days, the retention of the design document.
 log.retention.hours=168
 """
-    path = KAFKA_DIR / "server.properties"
+    path = node.home / "server.properties"
     path.write_text(props)
-    # Everything to stdout, which spawn() appends to var/log/kafka.log: one writer, one file.
-    (KAFKA_DIR / "log4j2.properties").write_text("""\
+    # Everything to stdout, which spawn() appends to the node's log: one writer, one file.
+    (node.home / "log4j2.properties").write_text("""\
 # Written by scripts/services.py.
 # Keep logging through the JVM shutdown hooks, so the broker's shutdown lines are not lost.
 shutdownHook = disable
@@ -586,20 +711,21 @@ logger.request.level = WARN
 logger.statechange.name = state.change.logger
 logger.statechange.level = WARN
 # Each client and server config is dumped in full at INFO (~250 lines, 25+ times per start),
-# which would bury the lines that matter; var/kafka/server.properties holds ours.
+# which would bury the lines that matter; server.properties beside this file holds ours.
 logger.config.name = org.apache.kafka.common.config.AbstractConfig
 logger.config.level = WARN
 """)
     return path
 
 
-def kafka_java(main: str, *args: str) -> list[str]:
-    log4j = KAFKA_DIR / "log4j2.properties"
+def kafka_java(node: KafkaNode, main: str, *args: str) -> list[str]:
+    log4j = node.home / "log4j2.properties"
     return [
         "java",
-        "-Xms256m",
-        "-Xmx768m",
+        f"-Xms{min(256, node.heap_mb)}m",
+        f"-Xmx{node.heap_mb}m",
         "-XX:+ExitOnOutOfMemoryError",
+        *node.jvm_flags,
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j}",
         "-cp",
@@ -609,44 +735,115 @@ def kafka_java(main: str, *args: str) -> list[str]:
     ]
 
 
-def kafka_format(config: Path) -> None:
-    """Format the log dir once: KRaft refuses to start on a directory without meta.properties."""
-    if (KAFKA_DATA / "meta.properties").exists():
-        return
-    KAFKA_DATA.mkdir(parents=True, exist_ok=True)
+def kafka_cluster_id(nodes: list[KafkaNode]) -> str:
+    """The id a formatted node already has (a node whose data was lost rejoins its cluster),
+    or a new one."""
+    for node in nodes:
+        with contextlib.suppress(OSError):
+            found = re.search(r"^cluster\.id=(\S+)", (node.data / "meta.properties").read_text(),
+                              re.MULTILINE)
+            if found:
+                return found.group(1)
     # A cluster id is a Kafka Uuid: 16 random bytes, url-safe base64 without padding, not
     # starting with "-" (it would read as an option). os.urandom, not the uuid module: that one
     # imports `platform`, which scripts/platform.py shadows when this runs as scripts/services.py.
     cluster_id = "-"
     while cluster_id.startswith("-"):
         cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+    return cluster_id
+
+
+def kafka_format(node: KafkaNode, config: Path, cluster_id: str) -> None:
+    """Format the log dir once: KRaft refuses to start on a directory without meta.properties."""
+    if (node.data / "meta.properties").exists():
+        return
+    node.data.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        kafka_java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+        kafka_java(node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                   str(config)),
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    with open(log_path("kafka"), "a") as log:
+    with open(node.log, "a") as log:
         log.write(done.stdout + done.stderr)
     if done.returncode != 0:
-        raise ServiceError(f"kafka: formatting {KAFKA_DATA} failed")
+        raise ServiceError(f"{node.name}: formatting {node.data} failed")
 
 
-def kafka_start() -> None:
+def kafka_start(nodes: list[KafkaNode] | None = None) -> None:
+    """Start each node that does not answer, all at once (a node of a cluster serves only
+    once a quorum of controllers is up), and wait until every node answers and, in a
+    cluster, sees every broker."""
+    if nodes is None:
+        nodes = kafka_nodes()
+        # Node 0 of a cluster and the single broker share KAFKA_PORT: the new nodes would
+        # wait for a quorum with a stranger until the timeout.
+        other = kafka_nodes(3 if len(nodes) == 1 else 1)
+        if running := [n.name for n in other if read_pid_file(n.pid, "kafka.Kafka")]:
+            raise ServiceError(
+                f"{', '.join(running)} of the other layout (KAFKA_BROKERS) is running; stop it "
+                "first with `scripts/services.py down kafka` (it stops both)")
     ensure_commands({"java": "openjdk-17-jre-headless"})
     kafka_fetch_jars()
-    config = kafka_write_config()
-    kafka_format(config)
-    proc = spawn("kafka", kafka_java("kafka.Kafka", str(config)))
-    wait_spawned("kafka", proc, kafka_ready)
+    cluster_id = kafka_cluster_id(nodes)
+    waiting: list[tuple[KafkaNode, subprocess.Popen | None]] = []
+    for node in nodes:
+        if kafka_answers(node.port):
+            continue
+        if read_pid_file(node.pid, "kafka.Kafka") is not None:
+            waiting.append((node, None))  # ours, still starting: wait instead of a second copy
+            continue
+        if port_open(node.port):
+            raise ServiceError(
+                f"{node.name}: port {node.port} is taken by a program that does not answer "
+                "as kafka")
+        node.log.parent.mkdir(parents=True, exist_ok=True)
+        node.pid.parent.mkdir(parents=True, exist_ok=True)
+        config = kafka_write_config(node, nodes)
+        kafka_format(node, config, cluster_id)
+        waiting.append((node, spawn(node.name, kafka_java(node, "kafka.Kafka", str(config)),
+                                    log_file=node.log, pid_file=node.pid)))
+    def serving(node: KafkaNode) -> bool:
+        # A node answers before the controller has unfenced every broker; until then a topic
+        # of replication factor 3 cannot be created.
+        return kafka_answers(node.port) and (
+            len(nodes) == 1 or kafka_brokers_seen(node.port) == len(nodes))
+
+    deadline = time.monotonic() + start_timeout("kafka")
+    while waiting:
+        waiting = [(node, proc) for node, proc in waiting if not serving(node)]
+        failed = next((f"{node.name}: the process exited with code {proc.returncode} during "
+                       "start-up" for node, proc in waiting
+                       if proc is not None and proc.poll() is not None), None)
+        if failed is None and waiting and time.monotonic() > deadline:
+            failed = (f"{', '.join(node.name for node, _ in waiting)}: not answering after "
+                      f"{start_timeout('kafka'):.0f}s (set KAFKA_START_TIMEOUT to wait longer)")
+        if failed:
+            for node, proc in waiting:  # nothing half-up is left
+                if proc is not None and proc.poll() is None:
+                    stop_pid(node.name, proc.pid, node.pid)
+            logs = "\n".join(f"--- last 20 lines of {node.log}:\n{tail(node.log)}"
+                             for node, _ in waiting)
+            raise ServiceError(f"{failed}\n{logs}")
+        time.sleep(0.25)
 
 
-def kafka_stop() -> bool:
-    pid = read_pid("kafka", "kafka.Kafka")
-    if pid is None:
-        return False
-    stop_pid("kafka", pid)
-    return True
+def kafka_stop(nodes: list[KafkaNode] | None = None) -> bool:
+    """Stop every node these pid files name, all at once: a node stopped alone waits for
+    the others to take over its partitions. Without `nodes`, both layouts under var/ (one
+    broker and a cluster), whatever KAFKA_BROKERS says now."""
+    if nodes is None:
+        nodes = kafka_nodes(1) + kafka_nodes(max(3, kafka_brokers()))
+    running = [(node, pid) for node in nodes
+               if (pid := read_pid_file(node.pid, "kafka.Kafka")) is not None]
+    stoppers = [threading.Thread(target=stop_pid, args=(node.name, pid, node.pid))
+                for node, pid in running]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
+    return bool(running)
 
 
 # --------------------------------------------------------------------------- clickhouse
@@ -733,6 +930,9 @@ def up(name: str) -> str:
                 f"refuses {PG_ROLE}/{PG_PASSWORD}; stop it or set PG_PORT"
             )
         return "up (already running)"
+    if name == "kafka":  # each node: up, ours still starting, or started (kafka_start)
+        kafka_start()
+        return f"up (started, {time.monotonic() - began:.1f}s)"
     hint = PID_HINT.get(name)
     if hint and read_pid(name, hint) is not None:
         # Ours, still starting (e.g. an earlier `up` timed out): wait instead of a second copy.
@@ -807,7 +1007,8 @@ def main(argv: list[str]) -> int:
         if command == "status":
             ok = READY[name]()
             all_up &= ok
-            print(f"{name:<10} {'up' if ok else 'down':<5} {HOST}:{port(name)}", flush=True)
+            where = kafka_bootstrap() if name == "kafka" else f"{HOST}:{port(name)}"
+            print(f"{name:<10} {'up' if ok else 'down':<5} {where}", flush=True)
             continue
         try:
             result = up(name) if command == "up" else down(name)
@@ -819,6 +1020,8 @@ def main(argv: list[str]) -> int:
             )
             return 1
         print(f"{name:<10} {result}", flush=True)
+        if name == "kafka" and command == "up" and kafka_brokers() > 1:
+            print(f"{'':<10} KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap()}", flush=True)
     return 0 if all_up else 1
 
 

@@ -2,12 +2,22 @@
 
 from .env import env
 
-KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# 1 locally; 3 for `KAFKA_BROKERS=3 make services`, a cluster of three KRaft nodes, node i on
+# KAFKA_PORT + KAFKA_PORT_STEP * i (scripts/services.py): the default bootstrap lists them all.
+KAFKA_BROKERS = env("KAFKA_BROKERS", 1)
+KAFKA_PORT_STEP = env("KAFKA_PORT_STEP", 100)
+KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS", ",".join(
+    f"127.0.0.1:{env('KAFKA_PORT', 9092) + KAFKA_PORT_STEP * node}"
+    for node in range(KAFKA_BROKERS)))
 KAFKA_SPANS_TOPIC = env("KAFKA_SPANS_TOPIC", "llmops.spans.v1")
 KAFKA_DEAD_LETTER_TOPIC = env("KAFKA_DEAD_LETTER_TOPIC", "llmops.spans.dead-letter")
 KAFKA_SPANS_PARTITIONS = env("KAFKA_SPANS_PARTITIONS", 12)
-# One broker locally; the design document's production value is 3.
-KAFKA_REPLICATION_FACTOR = env("KAFKA_REPLICATION_FACTOR", 1)
+# The design document's 3 once there are three brokers (one broker holds one copy). Writes
+# (acks=all) need KAFKA_MIN_INSYNC_REPLICAS copies in sync: 2 of 3, so what was acknowledged
+# survives a broker's loss and a partition takes writes while one broker is down.
+KAFKA_REPLICATION_FACTOR = env("KAFKA_REPLICATION_FACTOR", min(KAFKA_BROKERS, 3))
+KAFKA_MIN_INSYNC_REPLICAS = env("KAFKA_MIN_INSYNC_REPLICAS",
+                                2 if KAFKA_REPLICATION_FACTOR >= 3 else 1)
 # Seed: Kafka topics kept 7 days.
 KAFKA_RETENTION_MS = env("KAFKA_RETENTION_MS", 7 * 24 * 3600 * 1000)
 KAFKA_CONSUMER_GROUP = env("KAFKA_CONSUMER_GROUP", "llmops-drain")
