@@ -29,14 +29,9 @@ SECRETS = {"DJANGO_SECRET_KEY": "k", "CLICKHOUSE_PASSWORD": "p", "CLICKHOUSE_CLU
 TOOLS = {"docker-compose": "docker-compose", "/usr/sbin/haproxy": "haproxy"}
 
 
-# Read by llmops/settings/kafka.py once issue 14's three-broker work (branch w-kafka3) is in;
-# set already, or the app would create its topics with min.insync.replicas 1.
-PENDING_SETTINGS = {"KAFKA_MIN_INSYNC_REPLICAS"}
-
-
 def settings_read() -> set[str]:
     """Every environment variable a setting reads (llmops/settings/*.py, through env())."""
-    names = set(PENDING_SETTINGS)
+    names = set()
     for path in (ROOT / "llmops" / "settings").glob("*.py"):
         names |= set(re.findall(r'\benv\(\s*"([A-Z0-9_]+)"', path.read_text()))
     return names
