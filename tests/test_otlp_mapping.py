@@ -3,7 +3,6 @@ precedence (Langfuse > GenAI semconv > OpenInference > Traceloop; span over reso
 pure function both OTLP encodings go through (ingestion.otlp.mapping.map_span)."""
 
 import json
-import time
 
 import orjson
 import pytest
@@ -16,15 +15,20 @@ from ingestion.otlp.mapping import (
     Scope,
     map_span,
 )
-
-NOW_NS = time.time_ns()
+from tests.test_otlp_wire import NOW_NS, assert_same, request_of
 
 
 def mapped(attributes: dict, resource: dict | None = None, events=(), **span) -> dict:
     otlp = OtlpSpan("ab" * 16, "cd" * 8, span.pop("name", "op"), NOW_NS,
                     attributes=attributes, events=list(events), **span)
-    return map_span(otlp, Scope(resource or {}), max_events_bytes=2000,
+    ours = map_span(otlp, Scope(resource or {}), max_events_bytes=2000,
                     max_attribute_chars=100)
+    # The compiled reader maps the same span, sent in protobuf, to the same dict.
+    fields = {"attributes": attributes, "kind": otlp.kind, "name": otlp.name,
+              "events": [(event.name, event.time_ns, event.attributes) for event in events],
+              "status": (otlp.status_code, otlp.status_message)}
+    assert_same(request_of([fields], resource, scope=""))
+    return ours
 
 
 def chain_cases(field_of, chain: list[tuple[str, object, object]]):
