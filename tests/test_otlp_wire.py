@@ -114,6 +114,14 @@ def test_the_compiled_reader_is_built_from_this_source():
     assert reader.source_hash() == reader.wire.SOURCE_HASH
 
 
+@pytest.mark.django_db
+def test_metrics_say_which_reader_the_door_runs():
+    from llmops import metrics
+
+    text = metrics.render()[0].decode()
+    assert 'llmops_otlp_reader{reader="compiled"} 1.0' in text
+
+
 def test_the_benchmark_bodies_read_the_same():
     spans = assert_same(otlp_request_body("wire", 3), limits=(65536, 4096))
     assert len(spans) == 100 and spans[0]["usage"]["cached_input_tokens"] == 128

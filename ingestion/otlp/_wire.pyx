@@ -15,7 +15,9 @@ so every answer is the reference's:
 build of another version of this file.
 """
 
+from cpython.buffer cimport PyBUF_READ
 from cpython.datetime cimport datetime_new, import_datetime
+from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
@@ -405,6 +407,14 @@ cdef str _cut(str text, Py_ssize_t limit):
 
 cdef object _json_or_text(object value):
     cdef str text
+    if type(value) is memoryview:
+        try:
+            return _loads(value)
+        except _JSONDecodeError:
+            try:
+                return (<memoryview>value).tobytes().decode()
+            except UnicodeDecodeError:
+                raise Fallback("invalid UTF-8")
     if type(value) is str:
         text = <str>value
         if text and text[0] in '{["':
@@ -420,6 +430,23 @@ cdef inline object _scalar_of(object value):
             or type(value) is bool:
         return value
     return _scalar(value)
+
+
+cdef object _json_any_value(Cursor* c):
+    """An AnyValue that json_or_text reads next: a string that may be JSON as a memoryview
+    on the body (orjson parses it without a str made first; see _json_or_text), anything
+    else as _any_value reads it. Never leaves read(): the body is not kept alive by it."""
+    cdef Cursor probe = c[0], payload
+    cdef uint64_t tag
+    if probe.p < probe.end and probe.p[0] == 0x0A:
+        probe.p += 1
+        _sub(&probe, &payload)
+        if probe.p == probe.end and payload.p < payload.end and (
+                payload.p[0] == b"{"[0] or payload.p[0] == b"["[0] or
+                payload.p[0] == b'"'[0]):
+            return PyMemoryView_FromMemory(<char*>payload.p, payload.end - payload.p,
+                                           PyBUF_READ)
+    return _any_value(c)
 
 
 cdef object _int_of(object value):
@@ -774,8 +801,13 @@ cdef class _Reader:
             if seen[code >> 6] & ((<uint64_t>1) << (code & 63)):
                 return 1  # set twice, or by the resource too
             seen[code >> 6] |= (<uint64_t>1) << (code & 63)
-            read = _any_value(&value)
             field = _key_field[code]
+            if field == F_INPUT or field == F_OUTPUT or (field < 0 and (
+                    _key_special[code] == S_METADATA or
+                    _key_special[code] == S_INSTRUCTIONS)):
+                read = _json_any_value(&value)
+            else:
+                read = _any_value(&value)
             if field < 0:
                 specials[_key_special[code]] = read
             elif read is not None and not (type(read) is str and not read) and \
@@ -783,6 +815,8 @@ cdef class _Reader:
                 rank[field] = _key_rank[code]
                 values[field] = read
                 keys[field] = _KEY_STR[code]
+            elif type(read) is memoryview:
+                _json_or_text(read)  # not used, but read as the reference reads it
 
         model = "" if values[F_MODEL] is None else str(values[F_MODEL])
         # kind_of, without Langfuse's type (its keys take the slow way)
@@ -885,10 +919,12 @@ cdef class _Reader:
             cost = _as_float(values[F_COST])
             if cost is not None:
                 ours["cost"] = cost
+        if type(specials[S_INSTRUCTIONS]) is memoryview:
+            _json_or_text(specials[S_INSTRUCTIONS])  # not used, but read as the reference does
         if values[F_TAGS] is not None:
             tags = values[F_TAGS]
             if type(tags) is list and all(type(tag) is str for tag in <list>tags):
-                tags = list(tags)
+                pass  # a fresh list, read for this span alone
             else:
                 tags = _tags_of(tags)
             if tags:
@@ -902,7 +938,7 @@ cdef class _Reader:
             return None
         if key == "gen_ai.input.messages":
             messages = _json_or_text(value)
-            instructions = _json_or_text(specials[S_INSTRUCTIONS])
+            instructions = specials[S_INSTRUCTIONS] = _json_or_text(specials[S_INSTRUCTIONS])
             if instructions is not None and type(messages) is list:
                 return [{"role": "system", "parts": instructions}
                         if type(instructions) is list else
@@ -910,7 +946,14 @@ cdef class _Reader:
             return messages
         if key == "input.value" or key == "output.value":
             mime = specials[S_IN_MIME if key == "input.value" else S_OUT_MIME]
-            return _json_or_text(value) if type(mime) is str and "json" in mime else value
+            if type(mime) is str and "json" in mime:
+                return _json_or_text(value)
+            if type(value) is memoryview:
+                try:
+                    return (<memoryview>value).tobytes().decode()
+                except UnicodeDecodeError:
+                    raise Fallback("invalid UTF-8")
+            return value
         return _json_or_text(value)
 
 

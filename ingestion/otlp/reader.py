@@ -36,3 +36,14 @@ NAME = "compiled" if wire is not None else "python"
 if wire is None:
     logger.warning("OTLP protobuf door: the compiled reader is not in use (%s); the Python "
                    "reference reads requests instead, several times slower", PROBLEM)
+
+
+def reader_gauges():
+    """/metrics: llmops_otlp_reader{reader="compiled"} 1 (or "python", when not built)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily("llmops_otlp_reader", "Which reader the OTLP protobuf door "
+                               "runs (1): the compiled one, or the Python reference",
+                               labels=["reader"])
+    family.add_metric([NAME], 1)
+    yield family
