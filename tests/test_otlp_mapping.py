@@ -290,7 +290,7 @@ def test_metadata_from_every_source_with_langfuse_v5_and_v3_values():
         "langfuse.trace.metadata.count": "3",
         "langfuse.observation.metadata.step": "raw v3 string",  # v3: raw
         "langfuse.trace.name": "checkout",
-        "langfuse.observation.model.parameters": '{"temperature": 0.2}',
+        "langfuse.observation.model.parameters": '{"temperature": 0.2, "stop": ["x"]}',
         "langfuse.release": "v1.2",
         "custom.attr": "y" * 150,
     })
@@ -300,8 +300,10 @@ def test_metadata_from_every_source_with_langfuse_v5_and_v3_values():
                                                                               '{"a":1}')
     assert (metadata["count"], metadata["step"]) == (3, "raw v3 string")
     assert metadata[TRACE_NAME_KEY] == "checkout"
-    assert (metadata["model_parameters"], metadata["release"]) == ('{"temperature": 0.2}',
-                                                                  "v1.2")
+    # Model parameters as the legacy door keeps modelParameters: one key each.
+    assert (metadata["model_parameters.temperature"], metadata["model_parameters.stop"],
+            metadata["release"]) == (0.2, '["x"]', "v1.2")
+    assert "model_parameters" not in metadata
     assert metadata["attributes.custom.attr"].startswith("y" * 100 + " [truncated by llmops")
     # What the mapping read is not repeated as attributes.
     assert not any(key.startswith("attributes.langfuse") or key == "attributes.metadata"
