@@ -546,6 +546,7 @@ cdef class _Reader:
     cdef public list refused
     cdef public list spans
     cdef object Refused
+    cdef list values, keys, specials
 
     def __init__(self, int max_events_bytes, Py_ssize_t max_chars, Refused):
         self.max_events_bytes = max_events_bytes
@@ -554,6 +555,8 @@ cdef class _Reader:
         self.refused = []
         self.spans = []
         self.Refused = Refused
+        self.values, self.keys = [None] * NFIELDS, [None] * NFIELDS
+        self.specials = [None] * NSPECIALS
 
     cdef int read(self, Cursor* c) except -1:
         cdef uint64_t tag
@@ -775,9 +778,8 @@ cdef class _Reader:
         """map_span for a span whose attributes the key table covers; 1: not covered,
         nothing done (the caller maps it the slow way)."""
         cdef int rank[NFIELDS]
-        cdef list values = list(state.value)
-        cdef list keys = list(state.key)
-        cdef list specials = [None] * NSPECIALS
+        # Scratch lists of the reader, reset here: no three lists made per span.
+        cdef list values = self.values, keys = self.keys, specials = self.specials
         cdef int i, code, field
         cdef uint64_t seen[2]
         cdef Cursor key, value
@@ -788,6 +790,10 @@ cdef class _Reader:
         seen[0], seen[1] = state.codes[0], state.codes[1]
         for i in range(NFIELDS):
             rank[i] = state.rank[i]
+            values[i] = state.value[i]
+            keys[i] = state.key[i]
+        for i in range(NSPECIALS):
+            specials[i] = None
         for i in range(nattributes):
             _key_value(&attributes[i], &key, &value)
             code = _lookup(key.p, key.end - key.p)
