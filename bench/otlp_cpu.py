@@ -14,7 +14,7 @@ import sys
 import time
 from http.client import HTTPConnection
 
-ROUNDS, REQUESTS = 3, 100  # the API section: alternating rounds of REQUESTS requests a door
+ROUNDS, REQUESTS = 5, 200  # the API section: alternating rounds of REQUESTS requests a door
 
 
 def per_span_us(work, spans: int, repeat: int = 7, loops: int = 30) -> float:

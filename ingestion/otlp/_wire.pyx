@@ -59,41 +59,41 @@ cdef tuple _CONSUMED_PREFIXES = tuple(p.encode() for p in _m.CONSUMED_PREFIXES) 
 
 # -- the key table: every key the fast path reads, matched on bytes, no str made ----------
 
-DEF NFIELDS = 14
+cdef enum: NFIELDS = 14
 # Alias fields, in this order (ranks from mapping.ALIASES).
 cdef tuple FIELDS = ("model", "provider", "session_id", "user_id", "tags", "environment",
                      "cost", "input_tokens", "output_tokens", "cached_input_tokens",
                      "cache_write_tokens", "total_tokens", "input", "output")
-DEF F_MODEL = 0
-DEF F_PROVIDER = 1
-DEF F_SESSION = 2
-DEF F_USER = 3
-DEF F_TAGS = 4
-DEF F_ENV = 5
-DEF F_COST = 6
-DEF F_IN = 7
-DEF F_OUT = 8
-DEF F_CACHED = 9
-DEF F_WRITE = 10
-DEF F_TOTAL = 11
-DEF F_INPUT = 12
-DEF F_OUTPUT = 13
+cdef enum: F_MODEL = 0
+cdef enum: F_PROVIDER = 1
+cdef enum: F_SESSION = 2
+cdef enum: F_USER = 3
+cdef enum: F_TAGS = 4
+cdef enum: F_ENV = 5
+cdef enum: F_COST = 6
+cdef enum: F_IN = 7
+cdef enum: F_OUT = 8
+cdef enum: F_CACHED = 9
+cdef enum: F_WRITE = 10
+cdef enum: F_TOTAL = 11
+cdef enum: F_INPUT = 12
+cdef enum: F_OUTPUT = 13
 # Other keys the fast path reads (codes past the aliases).
 cdef tuple SPECIALS = ("gen_ai.operation.name", "openinference.span.kind",
                        "traceloop.span.kind", "gen_ai.system_instructions", "input.mime_type",
                        "output.mime_type", "metadata", "error.type", "gen_ai.tool.name")
-DEF S_OPERATION = 0
-DEF S_OI_KIND = 1
-DEF S_TL_KIND = 2
-DEF S_INSTRUCTIONS = 3
-DEF S_IN_MIME = 4
-DEF S_OUT_MIME = 5
-DEF S_METADATA = 6
-DEF S_ERROR = 7
-DEF S_TOOL = 8
-DEF NSPECIALS = 9
-DEF MAXKEYS = 128
-DEF TABLE = 512  # open addressing, a power of two over twice the keys
+cdef enum: S_OPERATION = 0
+cdef enum: S_OI_KIND = 1
+cdef enum: S_TL_KIND = 2
+cdef enum: S_INSTRUCTIONS = 3
+cdef enum: S_IN_MIME = 4
+cdef enum: S_OUT_MIME = 5
+cdef enum: S_METADATA = 6
+cdef enum: S_ERROR = 7
+cdef enum: S_TOOL = 8
+cdef enum: NSPECIALS = 9
+cdef enum: MAXKEYS = 128
+cdef enum: TABLE = 512  # open addressing, a power of two over twice the keys
 
 cdef const char* _key_ptr[MAXKEYS]
 cdef Py_ssize_t _key_len[MAXKEYS]
