@@ -5,9 +5,19 @@ PY := $(VENV)/bin/python
 SERVICES := $(PY) scripts/services.py
 PROCESSES := $(PY) scripts/processes.py
 
-.PHONY: install services browser haproxy services-down services-status run stop test lint bench chaos vendor vendor-check screenshots
+.PHONY: install ext services browser haproxy services-down services-status run stop test lint bench chaos vendor vendor-check screenshots
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed ext
+
+# The OTLP protobuf door's compiled reader (ingestion/otlp/reader.py says why and what happens
+# without it): rebuilt whenever its .pyx changes.
+WIRE_SO := ingestion/otlp/_wire$(shell py=$(PYTHON); test -x $(PY) && py=$(PY); $$py -c \
+	'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+ext: $(WIRE_SO)
+
+$(WIRE_SO): ingestion/otlp/_wire.pyx scripts/build_ext.py $(VENV)/.installed
+	$(PY) scripts/build_ext.py
+	touch $@
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from llmops.clickhouse_schema import Table
+from llmops.clickhouse_schema import Alter, Table
 
 
 def scores() -> Table:
@@ -41,3 +41,11 @@ INDEX idx_evaluator evaluator TYPE bloom_filter(0.01) GRANULARITY 4
         # Seed: evaluation results co-located with their trace.
         shard_key="cityHash64(trace_id)",
     )
+
+
+def score_context() -> list[Alter]:
+    # What a client says about its score (Langfuse's environment, metadata and configId).
+    return [Alter(scores(), f"ADD COLUMN IF NOT EXISTS {column}") for column in (
+        "environment LowCardinality(String) DEFAULT '' AFTER model",
+        "metadata Map(LowCardinality(String), String) AFTER environment",
+        "config_id String DEFAULT '' AFTER metadata")]

@@ -116,6 +116,10 @@ class ScoreOut(serializers.Serializer):
     latency_ms = serializers.FloatField()
     model = serializers.CharField()
     timestamp = serializers.DateTimeField()
+    environment = serializers.CharField(help_text="As the client sent it; empty if not.")
+    metadata = serializers.DictField(child=serializers.CharField(),
+                                     help_text="The client's metadata (values as text).")
+    config_id = serializers.CharField(help_text="The client's score config id, if any.")
 
 
 class ScoreList(serializers.Serializer):
@@ -135,6 +139,8 @@ def score_out(row: dict) -> dict:
         "source": row["source"], "status": row["status"], "data_type": kind, "value": value,
         "comment": row["comment"], "latency_ms": round(row["latency_ms"], 3),
         "model": row["model"], "timestamp": row["timestamp"].isoformat(),
+        "environment": row["environment"], "metadata": row["metadata"],
+        "config_id": row["config_id"],
     }
 
 

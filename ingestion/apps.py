@@ -11,3 +11,7 @@ class IngestionConfig(AppConfig):
 
         register_gauges(gauges.lag_gauges)
         register_gauges(gauges.dead_letter_gauges)
+        # Imported at start-up: it logs a warning when the compiled OTLP reader is not in use.
+        from ingestion.otlp import reader
+
+        register_gauges(reader.reader_gauges)

@@ -284,6 +284,7 @@ def test_langfuse_5_through_otlp_nested_generation_attributes_and_scores(live_ap
     assert content(gen, "input") == [{"role": "user", "content": "Is it in stock?"}]
     assert content(gen, "output") == {"role": "assistant", "content": "Yes."}
     assert gen["model"] == "gpt-4o"
+    assert gen["metadata"]["model_parameters.temperature"] == "0.3"  # as the legacy door
     # usage_details: `input` excludes the cached tokens and `output` the reasoning ones.
     assert (gen["input_tokens"], gen["cached_input_tokens"], gen["output_tokens"],
             gen["total_tokens"]) == (100, 60, 15, 115)

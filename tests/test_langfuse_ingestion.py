@@ -349,3 +349,35 @@ def test_a_request_that_cannot_take_an_observations_lock_in_time_is_a_503(org_an
     assert f"observation {the_id} is being merged by another request" in response.json()[
         "detail"]
     assert post_batch(client, batch).json()["errors"] == []
+
+
+def test_score_environment_metadata_and_config_id_are_kept_and_read_back(org_and_client):
+    org, client = org_and_client
+    trace = str(uuid.uuid4())
+    context = {"environment": "staging", "configId": "cfg-7",
+               "metadata": {"reviewer": "ana", "round": 2, "tags": ["a"]}}
+    one = client.post("/api/public/scores", {"id": "direct", "traceId": trace, "name": "q",
+                                             "value": 0.9, **context}, format="json")
+    assert one.status_code == 200, one.content
+    batch = post_batch(client, [event("score-create", {
+        "id": "batched", "traceId": trace, "name": "q", "value": 0.4, **context,
+        "metadata": "plain text"})])
+    assert batch.status_code == 207 and batch.json()["errors"] == [], batch.json()
+    bad = client.post("/api/public/scores", {"traceId": trace, "name": "q", "value": 1,
+                                             "environment": 5}, format="json")
+    assert bad.status_code == 400 and "body.environment" in bad.json()["detail"]
+    stored = {row["score_id"]: row for row in scores.read(org_id=org.id, trace_id=trace)}
+    assert set(stored) == {"direct", "batched"}
+    for row in stored.values():
+        assert (row["environment"], row["config_id"]) == ("staging", "cfg-7")
+    assert stored["direct"]["metadata"] == {"reviewer": "ana", "round": "2", "tags": '["a"]'}
+    assert stored["batched"]["metadata"] == {"metadata": "plain text"}
+    # And through our API, as a user reads them.
+    _, raw = ApiKey.issue(org)
+    listed = APIClient()
+    listed.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    answer = listed.get("/api/v1/scores", {"trace_id": trace})
+    assert answer.status_code == 200, answer.content
+    read = {score["id"]: score for score in answer.json()["scores"]}
+    assert (read["direct"]["environment"], read["direct"]["config_id"],
+            read["direct"]["metadata"]["reviewer"]) == ("staging", "cfg-7", "ana")

@@ -3,7 +3,6 @@ precedence (Langfuse > GenAI semconv > OpenInference > Traceloop; span over reso
 pure function both OTLP encodings go through (ingestion.otlp.mapping.map_span)."""
 
 import json
-import time
 
 import orjson
 import pytest
@@ -16,15 +15,20 @@ from ingestion.otlp.mapping import (
     Scope,
     map_span,
 )
-
-NOW_NS = time.time_ns()
+from tests.test_otlp_wire import NOW_NS, assert_same, request_of
 
 
 def mapped(attributes: dict, resource: dict | None = None, events=(), **span) -> dict:
     otlp = OtlpSpan("ab" * 16, "cd" * 8, span.pop("name", "op"), NOW_NS,
                     attributes=attributes, events=list(events), **span)
-    return map_span(otlp, Scope(resource or {}), max_events_bytes=2000,
+    ours = map_span(otlp, Scope(resource or {}), max_events_bytes=2000,
                     max_attribute_chars=100)
+    # The compiled reader maps the same span, sent in protobuf, to the same dict.
+    fields = {"attributes": attributes, "kind": otlp.kind, "name": otlp.name,
+              "events": [(event.name, event.time_ns, event.attributes) for event in events],
+              "status": (otlp.status_code, otlp.status_message)}
+    assert_same(request_of([fields], resource, scope=""))
+    return ours
 
 
 def chain_cases(field_of, chain: list[tuple[str, object, object]]):
@@ -286,7 +290,7 @@ def test_metadata_from_every_source_with_langfuse_v5_and_v3_values():
         "langfuse.trace.metadata.count": "3",
         "langfuse.observation.metadata.step": "raw v3 string",  # v3: raw
         "langfuse.trace.name": "checkout",
-        "langfuse.observation.model.parameters": '{"temperature": 0.2}',
+        "langfuse.observation.model.parameters": '{"temperature": 0.2, "stop": ["x"]}',
         "langfuse.release": "v1.2",
         "custom.attr": "y" * 150,
     })
@@ -296,8 +300,10 @@ def test_metadata_from_every_source_with_langfuse_v5_and_v3_values():
                                                                               '{"a":1}')
     assert (metadata["count"], metadata["step"]) == (3, "raw v3 string")
     assert metadata[TRACE_NAME_KEY] == "checkout"
-    assert (metadata["model_parameters"], metadata["release"]) == ('{"temperature": 0.2}',
-                                                                  "v1.2")
+    # Model parameters as the legacy door keeps modelParameters: one key each.
+    assert (metadata["model_parameters.temperature"], metadata["model_parameters.stop"],
+            metadata["release"]) == (0.2, '["x"]', "v1.2")
+    assert "model_parameters" not in metadata
     assert metadata["attributes.custom.attr"].startswith("y" * 100 + " [truncated by llmops")
     # What the mapping read is not repeated as attributes.
     assert not any(key.startswith("attributes.langfuse") or key == "attributes.metadata"

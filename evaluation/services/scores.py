@@ -11,7 +11,7 @@ from llmops.retry import RetryPolicy
 COLUMNS = [
     "org_id", "trace_id", "span_id", "evaluator", "score_id", "evaluator_id", "evaluator_type",
     "source", "status", "data_type", "value", "string_value", "comment", "latency_ms", "model",
-    "span_time", "timestamp", "version",
+    "span_time", "timestamp", "environment", "metadata", "config_id", "version",
 ]
 STATUSES = ("ok", "skipped", "failed", "fallback")
 # Among rows of one (span, evaluator, score id) a result outranks a failure, which outranks
@@ -33,12 +33,14 @@ def row(*, org_id: int, trace_id: str, span_id: str, evaluator: str, score_id: s
         status: str, source: str, span_time: datetime, evaluator_id: int = 0,
         evaluator_type: str = "", data_type: str = "", value: float | None = None,
         string_value: str = "", comment: str = "", latency_ms: float = 0.0, model: str = "",
-        timestamp: datetime | None = None) -> list:
+        timestamp: datetime | None = None, environment: str = "",
+        metadata: dict[str, str] | None = None, config_id: str = "") -> list:
     now = datetime.now(UTC)
     # Versioned by when it is written, not by the time it claims: a correction always wins.
     return [org_id, trace_id, span_id, evaluator, score_id, evaluator_id, evaluator_type,
             source, status, data_type, value, string_value, comment[:4000], latency_ms, model,
-            span_time, timestamp or now, version(status, now)]
+            span_time, timestamp or now, environment, metadata or {}, config_id,
+            version(status, now)]
 
 
 def write(rows: list[list]) -> None:

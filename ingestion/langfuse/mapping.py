@@ -294,4 +294,27 @@ def score_fields(body: Any, fallback_id: str) -> dict:
     return {"trace_id": trace_id, "span_id": observation, "evaluator": name.strip(),
             "score_id": score_id, "data_type": data_type, "value": number,
             "string_value": string_value, "comment": comment,
-            "timestamp": parse_time(body.get("timestamp"), "body.timestamp")}
+            "timestamp": parse_time(body.get("timestamp"), "body.timestamp"),
+            "environment": _score_text(body, "environment", 128),
+            "config_id": _score_text(body, "configId", 128),
+            "metadata": _score_metadata(body.get("metadata"))}
+
+
+def _score_text(body: dict, name: str, limit: int) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadEvent(f"body.{name}: expected a string of at most {limit} characters")
+    return value
+
+
+def _score_metadata(metadata: Any) -> dict[str, str]:
+    """A score's metadata as the scores table keeps it: text values (JSON for the rest); a
+    value that is not an object is kept whole under `metadata`."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        metadata = {"metadata": metadata}
+    return {str(key): value if isinstance(value, str) else orjson.dumps(value).decode()
+            for key, value in metadata.items()}

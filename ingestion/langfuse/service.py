@@ -191,4 +191,5 @@ def score_row(org: OrgContext, fields: dict) -> list:
                       evaluator=fields["evaluator"], score_id=fields["score_id"], status="ok",
                       source="api", span_time=at, timestamp=at, data_type=fields["data_type"],
                       value=fields["value"], string_value=fields["string_value"],
-                      comment=fields["comment"])
+                      comment=fields["comment"], environment=fields["environment"],
+                      metadata=fields["metadata"], config_id=fields["config_id"])

@@ -5,10 +5,47 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from ingestion.otlp.decode import DecodedRequest
+from ingestion.otlp import reader
+from ingestion.otlp.decode import DecodedRequest, Refused, decode_protobuf
 from ingestion.otlp.mapping import map_span
 from ingestion.services.accept import accept_spans
 from ingestion.services.tenancy import OrgContext
+
+
+@dataclass
+class MappedRequest:
+    """A request's spans as accept_spans takes them, and the ones refused before mapping."""
+
+    spans: list[dict] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    count: int = 0  # every span of the request, refused ones included
+
+
+def _limits() -> tuple[int, int]:
+    return settings.OTLP_MAX_EVENTS_BYTES, settings.OTLP_MAX_ATTRIBUTE_CHARS
+
+
+def map_decoded(decoded: DecodedRequest) -> MappedRequest:
+    """The Python reference: each decoded span through map_span."""
+    events_bytes, attribute_chars = _limits()
+    return MappedRequest([map_span(span, scope, max_events_bytes=events_bytes,
+                                   max_attribute_chars=attribute_chars)
+                          for scope, group in decoded.groups for _, span in group],
+                         decoded.refused, decoded.count)
+
+
+def read_protobuf(body: bytes) -> MappedRequest:
+    """An ExportTraceServiceRequest read and mapped by the compiled reader when built (see
+    ingestion.otlp.reader), else by the reference; the reference also reads any request the
+    compiled one hands back (malformed ones: MalformedRequest, the 400)."""
+    if reader.wire is not None:
+        try:
+            read = reader.wire.read(body, *_limits(), Refused)
+        except reader.wire.Fallback:
+            pass
+        else:
+            return MappedRequest(read.spans, read.refused, read.count)
+    return map_decoded(decode_protobuf(body))
 
 
 @dataclass
@@ -27,17 +64,15 @@ def _fields(errors: dict[str, str]) -> str:
     return ", ".join(f"{name}: {message}" for name, message in errors.items())
 
 
-def export_spans(*, org: OrgContext, decoded: DecodedRequest) -> ExportOutcome:
+def export_spans(*, org: OrgContext, mapped: MappedRequest) -> ExportOutcome:
     """Map and accept every readable span; returns once Kafka acknowledged them. Raises what
     accept_spans raises (RateLimited, IngestionPaused, PublishFailed): nothing stored then."""
     outcome = ExportOutcome()
-    for refused in decoded.refused:
+    for refused in mapped.refused:
         who = f"span {refused.span_id}" if refused.span_id else f"span #{refused.position}"
         outcome.problems.append(f"{who} refused: {refused.reason}")
-    outcome.rejected = len(decoded.refused)
-    limits = settings.OTLP_MAX_EVENTS_BYTES, settings.OTLP_MAX_ATTRIBUTE_CHARS
-    spans = [map_span(span, scope, max_events_bytes=limits[0], max_attribute_chars=limits[1])
-             for scope, group in decoded.groups for _, span in group]
+    outcome.rejected = len(mapped.refused)
+    spans = mapped.spans
     if not spans:
         return outcome
     result = accept_spans(org=org, spans=spans)

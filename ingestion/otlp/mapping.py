@@ -435,12 +435,24 @@ TRACELOOP_PROPERTIES = "traceloop.association.properties."
 LANGFUSE_TRACE_METADATA = "langfuse.trace.metadata."
 LANGFUSE_OBSERVATION_METADATA = "langfuse.observation.metadata."
 # Langfuse attributes no field holds, kept in metadata under these names.
-LANGFUSE_KEPT = {"langfuse.observation.model.parameters": "model_parameters",
-                 "langfuse.observation.completion_start_time": "completion_start_time",
+LANGFUSE_KEPT = {"langfuse.observation.completion_start_time": "completion_start_time",
                  "langfuse.observation.prompt.name": "prompt_name",
                  "langfuse.observation.prompt.version": "prompt_version",
                  "langfuse.version": "version", "langfuse.release": "release"}
+LANGFUSE_MODEL_PARAMETERS = "langfuse.observation.model.parameters"
 WHOLE_METADATA_KEYS = ("metadata", "langfuse.trace.metadata", "langfuse.observation.metadata")
+
+
+def model_parameters(value: Any, metadata: dict) -> None:
+    """Langfuse's model parameters (v5 sends them as JSON text) as the legacy door keeps
+    `modelParameters` (ingestion.langfuse.mapping): one `model_parameters.<name>` per
+    parameter, or `model_parameters` whole when they are not an object."""
+    parameters = json_or_text(value)
+    if isinstance(parameters, dict):
+        metadata.update({f"model_parameters.{name}": scalar(parameter)
+                         for name, parameter in parameters.items()})
+    elif parameters is not None:
+        metadata["model_parameters"] = scalar(value)
 
 
 def _own_attributes(own: dict, metadata: dict, max_chars: int) -> tuple[dict, dict, dict, set]:
@@ -465,6 +477,8 @@ def _own_attributes(own: dict, metadata: dict, max_chars: int) -> tuple[dict, di
                     _langfuse_metadata_value(value)
             elif key in LANGFUSE_KEPT:
                 metadata[LANGFUSE_KEPT[key]] = scalar(value)
+            elif key == LANGFUSE_MODEL_PARAMETERS:
+                model_parameters(value, metadata)
             elif key.startswith(("gen_ai.prompt.", "gen_ai.completion.",
                                  "llm.input_messages.", "llm.output_messages.")):
                 flat.add(key[:key.index(".", key.index(".") + 1) + 1])

@@ -16,8 +16,8 @@ from rest_framework import exceptions, serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.views import APIView
 
-from ingestion.otlp.decode import MalformedRequest, decode_json, decode_protobuf
-from ingestion.otlp.export import export_spans
+from ingestion.otlp.decode import MalformedRequest, decode_json
+from ingestion.otlp.export import export_spans, map_decoded, read_protobuf
 from ingestion.views import PayloadTooLarge, read_raw, refusals_answered
 from llmops.api_errors import api_exception_handler
 from llmops.auth import ApiKeyAuthentication, HasOrg
@@ -199,15 +199,16 @@ class OtlpTracesView(APIView):
         encoding = encoding_of(request)
         body = read_body(request)
         try:
-            decoded = decode_protobuf(body) if encoding == "protobuf" else decode_json(body)
+            mapped = (read_protobuf(body) if encoding == "protobuf"
+                      else map_decoded(decode_json(body)))
         except MalformedRequest as exc:
             raise exceptions.ParseError(str(exc)) from exc
         limit = settings.OTLP_MAX_SPANS_PER_REQUEST
-        if decoded.count > limit:
-            raise PayloadTooLarge(f"{decoded.count} spans in one request; at most {limit} "
+        if mapped.count > limit:
+            raise PayloadTooLarge(f"{mapped.count} spans in one request; at most {limit} "
                                   "(OTLP_MAX_SPANS_PER_REQUEST)")
         with refusals_answered("spans"):
-            outcome = export_spans(org=request.user, decoded=decoded)
+            outcome = export_spans(org=request.user, mapped=mapped)
         return success_response(encoding, outcome.rejected, outcome.error_message)
 
 
