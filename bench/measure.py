@@ -367,5 +367,8 @@ def stored_series(clickhouse, org_id: int, prefix: str, started: float) -> dict:
         "SELECT intDiv(toUnixTimestamp64Milli(received_at) - {t0:Int64}, 1000) AS s, "
         "quantile(0.99)(dateDiff('millisecond', received_at, ingested_at)) "
         f"FROM spans WHERE {where} GROUP BY s ORDER BY s", parameters=parameters).result_rows
-    return {"stored": ([r[0] for r in stored], [r[1] for r in stored]),
+    # Every second from the start, 0 where none was stored (a stall shows as one).
+    counts = dict(stored)
+    seconds = list(range(max(counts, default=-1) + 1))
+    return {"stored": (seconds, [counts.get(s, 0) for s in seconds]),
             "p99_latency": ([r[0] for r in latency], [r[1] for r in latency])}

@@ -115,7 +115,7 @@ def plot(path: Path) -> None:
     rate.set_title("end to end: throughput and latency over the run")
     if "p99_latency" in _series:
         latency.plot(_series["p99_latency"]["seconds"], _series["p99_latency"]["values"],
-                     color="tab:red", label="p99 accepted to stored")
+                     color="tab:red", marker=".", label="p99 accepted to stored")
         latency.legend(loc="upper right")
     latency.set_ylabel("ms")
     latency.set_xlabel("seconds since the load started")
