@@ -169,6 +169,7 @@ class StageProbe:
         self._threads: list[threading.Thread] = []
         self._reader = None
         self._getters = ThreadPoolExecutor(4)
+        self._asking: set[str] = set()
 
     def start(self, span_id_pattern: bytes) -> None:
         """Before the load: the reader is assigned at the end of every partition. A message
@@ -208,7 +209,7 @@ class StageProbe:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
-        self._getters.shutdown()
+        self._getters.shutdown(cancel_futures=True)
         if self._reader is not None:
             self._reader.close()
 
@@ -234,17 +235,17 @@ class StageProbe:
             committed_reader.close()
 
     def _poll_once(self, committed_reader) -> None:
-        now = time.time()
         pending = self.pending()
         in_kafka = [s for s in pending if s.offset >= 0 and s.committed is None]
         if in_kafka:
             offsets = committed_reader.committed(
                 [TopicPartition(self.topic, p) for p in {s.partition for s in in_kafka}],
                 timeout=5)
+            seen_at = time.time()  # the commit was made since the previous poll, by then
             by_partition = {tp.partition: tp.offset for tp in offsets}
             for sample in in_kafka:
                 if by_partition.get(sample.partition, -1) > sample.offset:
-                    sample.committed = now
+                    sample.committed = seen_at
         unseen = [s for s in pending if s.inserted is None]
         if unseen:
             rows = self.clickhouse.query(
@@ -255,13 +256,19 @@ class StageProbe:
                             "s": [s.span_id for s in unseen]}).result_rows
             for span_id, ingested_at in rows:
                 self.samples[span_id].inserted = ingested_at
-        stored = [s for s in pending if s.inserted is not None and s.visible is None]
-        # A few GETs at once: under load one answer can take long, and a queue of GETs
-        # would add its wait to every later sample.
-        for sample, answered in zip(stored, self._getters.map(self._answers, stored),
-                                    strict=True):
-            if answered is not None:
-                sample.visible = answered
+        # The GETs in other threads, a few at once, one per sample at a time: under load an
+        # answer can take seconds, which must not hold up the offsets and the SELECT.
+        for sample in pending:
+            if sample.inserted is not None and sample.visible is None \
+                    and sample.span_id not in self._asking:
+                self._asking.add(sample.span_id)
+                self._getters.submit(self._ask, sample)
+
+    def _ask(self, sample: Sample) -> None:
+        try:
+            sample.visible = self._answers(sample)
+        finally:
+            self._asking.discard(sample.span_id)
 
     def _answers(self, sample: Sample) -> float | None:
         """When the query API answered the sample's trace with the span; None if not."""
