@@ -437,6 +437,7 @@ def bench_end_to_end(key: str, rate: int = E2E_RATE, seconds: int = E2E_SECONDS)
             "AND startsWith(trace_id, {run:String}))",
             parameters={"o": org_id, "run": f"{run}-r"}).result_rows[0]
         series = measure.stored_series(get_client(), org_id, f"{run}-r", started_wall)
+        probe_selects_s = probe.select_cpu_seconds(cpu.pids_of("ClickHouse"))
     finally:
         probe.stop()
         for process in (beat, worker, api):
@@ -452,17 +453,22 @@ def bench_end_to_end(key: str, rate: int = E2E_RATE, seconds: int = E2E_SECONDS)
     print(f"  accepted-to-queryable latency: p50 {p50} ms, p99 {p99} ms")
     record_end_to_end(cpu, probe, stored=stored, accepted=total, seconds=send_seconds,
                       stored_rate=stored / span_seconds, p50=p50, p99=p99, series=series,
-                      accepted_at=[at for slot in accepted_at for at in slot])
+                      accepted_at=[at for slot in accepted_at for at in slot],
+                      probe_selects_s=probe_selects_s)
 
 
 def record_end_to_end(cpu: measure.CpuSampler, probe: measure.StageProbe, *, stored: int,
                       accepted: int, seconds: float, stored_rate: float, p50: float,
-                      p99: float, series: dict, accepted_at: list[float]) -> None:
+                      p99: float, series: dict, accepted_at: list[float],
+                      probe_selects_s: float) -> None:
     """Print the CPU and stage tables, and record the end-to-end figures and series."""
     table, total_us = cpu.table(stored, CPU_US_PER_SPAN_TARGET)
     print(f"  CPU per stored span, by process ({stored:,} spans; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores):")
     print(table)
+    probe_us = probe_selects_s * 1e6 / max(stored, 1)
+    print(f"  (the ClickHouse row includes the probe's {len(probe.selects)} SELECTs: about "
+          f"{probe_us:.1f} us/span, from one repeated afterwards)")
     latencies = probe.latencies()
     print(measure.latency_table(latencies, len(probe.samples)))
     report.record("e2e.accepted_per_s", accepted / seconds, label="end to end, accepted",
@@ -486,6 +492,8 @@ def record_end_to_end(cpu: measure.CpuSampler, probe: measure.StageProbe, *, sto
         report.record(f"e2e.cpu_us.{report.slug(name.split(' (')[0])}",
                       cpu_s * 1e6 / max(stored, 1), unit="us/span",
                       label=f"  CPU: {name}" + ("" if counted else ", not counted"))
+    report.record("e2e.cpu_us.clickhouse_probe_selects", probe_us, unit="us/span",
+                  label="  CPU: of ClickHouse's, the probe's SELECTs (estimate)")
     report.record("e2e.cpu_us_total", total_us, unit="us/span", target=CPU_US_PER_SPAN_TARGET,
                   op="<=", label="CPU per stored span, all processes, load generator excluded")
     report.note("e2e.stages_ms", latencies)

@@ -92,6 +92,9 @@ class CpuSampler:
         times = psutil.Process().cpu_times()
         self.own_seconds = times.user + times.system - self._own_start
 
+    def pids_of(self, name_prefix: str) -> list[int]:
+        return [pid for g in self.groups if g.name.startswith(name_prefix) for pid in g.pids]
+
     def add_load_seconds(self, seconds: float) -> None:
         with self._lock:
             self.load_seconds += seconds
@@ -170,6 +173,7 @@ class StageProbe:
         self._reader = None
         self._getters = ThreadPoolExecutor(4)
         self._asking: set[str] = set()
+        self.selects: list[dict] = []  # the parameters of each SELECT the probe sent
 
     def start(self, span_id_pattern: bytes) -> None:
         """Before the load: the reader is assigned at the end of every partition. A message
@@ -185,6 +189,23 @@ class StageProbe:
                          threading.Thread(target=self._poll, daemon=True)]
         for thread in self._threads:
             thread.start()
+
+    SELECT = ("SELECT span_id, toFloat64(min(ingested_at)) FROM spans "
+              "WHERE org_id = {o:UInt64} AND trace_id IN {t:Array(String)} "
+              "AND span_id IN {s:Array(String)} GROUP BY span_id")
+
+    def select_cpu_seconds(self, server_pids: list[int], repeats: int = 20) -> float:
+        """An estimate of the ClickHouse CPU the probe's SELECTs took during the run (they
+        count in the server's row): a SELECT of the median size, repeated now, times the
+        number sent."""
+        if not self.selects or not server_pids:
+            return 0.0
+        typical = sorted(self.selects, key=lambda p: len(p["s"]))[len(self.selects) // 2]
+        before = sum(tree_cpu_seconds(pid) for pid in server_pids)
+        for _ in range(repeats):
+            self.clickhouse.query(self.SELECT, parameters=typical)
+        spent = sum(tree_cpu_seconds(pid) for pid in server_pids) - before
+        return spent / repeats * len(self.selects)
 
     def add(self, trace_id: str, span_id: str, sent: float) -> Sample:
         """A sample, before its request is sent (the probe may read it from Kafka before the
@@ -248,12 +269,10 @@ class StageProbe:
                     sample.committed = seen_at
         unseen = [s for s in pending if s.inserted is None]
         if unseen:
-            rows = self.clickhouse.query(
-                "SELECT span_id, toFloat64(min(ingested_at)) FROM spans "
-                "WHERE org_id = {o:UInt64} AND trace_id IN {t:Array(String)} "
-                "AND span_id IN {s:Array(String)} GROUP BY span_id",
-                parameters={"o": self.org_id, "t": sorted({s.trace_id for s in unseen}),
-                            "s": [s.span_id for s in unseen]}).result_rows
+            parameters = {"o": self.org_id, "t": sorted({s.trace_id for s in unseen}),
+                          "s": [s.span_id for s in unseen]}
+            self.selects.append(parameters)
+            rows = self.clickhouse.query(self.SELECT, parameters=parameters).result_rows
             for span_id, ingested_at in rows:
                 self.samples[span_id].inserted = ingested_at
         # The GETs in other threads, a few at once, one per sample at a time: under load an
