@@ -174,12 +174,13 @@ class StageProbe:
         self._getters = ThreadPoolExecutor(4)
         self._asking: set[str] = set()
         self.selects: list[dict] = []  # the parameters of each SELECT the probe sent
+        self.gets: list[tuple[float, int]] = []  # each GET's milliseconds and status
 
     def start(self, span_id_pattern: bytes) -> None:
         """Before the load: the reader is assigned at the end of every partition. A message
-        holds a sample when a quoted string in it matches `span_id_pattern` (a regex) and
-        is a sampled span's id."""
-        self._pattern = re.compile(rb'"(' + span_id_pattern + rb')"')
+        holds a sample when bytes in it match `span_id_pattern` (a regex) and are a sampled
+        span's id: quoted in JSON or not (another encoding), one span or many per message."""
+        self._pattern = re.compile(span_id_pattern)
         self._reader = self.new_consumer(**{"group.id": f"{self.topic}.bench-probe",
                                             "fetch.wait.max.ms": 10})
         # The end offsets now, not OFFSET_END: that one is resolved at the first fetch,
@@ -241,7 +242,7 @@ class StageProbe:
                     continue
                 read_at = time.time()
                 for match in self._pattern.finditer(message.value() or b""):
-                    sample = self.samples.get(match.group(1).decode())
+                    sample = self.samples.get(match.group(0).decode())
                     if sample is not None and sample.readable is None:
                         sample.produced = message.timestamp()[1] / 1000
                         sample.readable = read_at
@@ -292,6 +293,7 @@ class StageProbe:
     def _answers(self, sample: Sample) -> float | None:
         """When the query API answered the sample's trace with the span; None if not."""
         connection = HTTPConnection("127.0.0.1", self.api_port, timeout=10)
+        asked = time.time()
         try:
             connection.request("GET", f"/api/v1/traces/{sample.trace_id}",
                                headers={"Authorization": f"Bearer {self.key}"})
@@ -302,6 +304,7 @@ class StageProbe:
             return None
         finally:
             connection.close()
+        self.gets.append(((answered - asked) * 1000, response.status))
         found = response.status == 200 and f'"{sample.span_id}"'.encode() in body
         return answered if found else None
 
@@ -336,6 +339,16 @@ STAGE_NAMES = {
     "committed": "drained (drain group's offset passed it)",
     "visible": "visible (GET /api/v1/traces/<id>)",
 }
+
+
+def gets_line(gets: list[tuple[float, int]]) -> str:
+    """How the probe's GETs went: a slow answer delays `visible` by as much."""
+    if not gets:
+        return "  (the probe sent no GET)"
+    times = [ms for ms, _ in gets]
+    statuses = sorted({status for _, status in gets})
+    return (f"  (the probe's {len(gets)} GETs of a trace took p50 {percentile(times, 0.5):.0f} "
+            f"ms, p99 {percentile(times, 0.99):.0f} ms; statuses {statuses})")
 
 
 def latency_table(latencies: dict[str, dict[str, float]], sent: int) -> str:
