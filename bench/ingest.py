@@ -31,7 +31,7 @@ from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
 from ingestion.services.drain import PartitionDrainer
 from ingestion.services.partitions import partition_lags, skip_to_end
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
-from llmops.clickhouse import get_client
+from llmops.clickhouse import get_client, new_client
 from llmops.kafka import get_producer, new_consumer
 
 # Beside the API of `make run` (API_PORT), so a benchmark never meets it.
@@ -380,7 +380,7 @@ def bench_end_to_end(key: str, rate: int = E2E_RATE, seconds: int = E2E_SECONDS)
     cpu = measure.platform_sampler(ROOT / "var" / "run", api=api, drains=[worker], beat=beat)
     probe = measure.StageProbe(topic=settings.KAFKA_SPANS_TOPIC, org_id=org_id,
                                api_port=API_PORT, key=key, new_consumer=new_consumer,
-                               clickhouse=get_client(), interval_s=PROBE_INTERVAL_S)
+                               clickhouse=new_client(), interval_s=PROBE_INTERVAL_S)
     probe.start(re.escape(f"{run}-r".encode()) + rb"\d+-t0-s0")
     requests_per_s = rate / SPANS_PER_REQUEST
     threads = 8
@@ -437,6 +437,7 @@ def bench_end_to_end(key: str, rate: int = E2E_RATE, seconds: int = E2E_SECONDS)
             "AND startsWith(trace_id, {run:String}))",
             parameters={"o": org_id, "run": f"{run}-r"}).result_rows[0]
         series = measure.stored_series(get_client(), org_id, f"{run}-r", started_wall)
+        probe.stop()  # before its SELECT is repeated: one query at a time on its client
         probe_selects_s = probe.select_cpu_seconds(cpu.pids_of("ClickHouse"))
     finally:
         probe.stop()

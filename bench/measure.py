@@ -171,7 +171,7 @@ class StageProbe:
         self._pattern: re.Pattern | None = None
         self._threads: list[threading.Thread] = []
         self._reader = None
-        self._getters = ThreadPoolExecutor(4)
+        self._getters = ThreadPoolExecutor(16)
         self._asking: set[str] = set()
         self.selects: list[dict] = []  # the parameters of each SELECT the probe sent
         self.gets: list[tuple[float, int]] = []  # each GET's milliseconds and status
@@ -187,7 +187,8 @@ class StageProbe:
         # after the load may have begun.
         self._reader.assign(end_offsets(self._reader, self.topic))
         self._threads = [threading.Thread(target=self._read, daemon=True),
-                         threading.Thread(target=self._poll, daemon=True)]
+                         threading.Thread(target=self._poll_offsets, daemon=True),
+                         threading.Thread(target=self._poll_inserted, daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -228,6 +229,8 @@ class StageProbe:
             time.sleep(self.interval_s)
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
@@ -248,17 +251,20 @@ class StageProbe:
                         sample.readable = read_at
                         sample.partition, sample.offset = message.partition(), message.offset()
 
-    def _poll(self) -> None:
+    def _poll_offsets(self) -> None:
         committed_reader = self.new_consumer()  # the drain's group: reads its offsets only
         try:
             while not self._stop.wait(self.interval_s):
-                self._poll_once(committed_reader)
+                self._poll_committed(committed_reader)
         finally:
             committed_reader.close()
 
-    def _poll_once(self, committed_reader) -> None:
-        pending = self.pending()
-        in_kafka = [s for s in pending if s.offset >= 0 and s.committed is None]
+    def _poll_inserted(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._poll_stored()
+
+    def _poll_committed(self, committed_reader) -> None:
+        in_kafka = [s for s in self.pending() if s.offset >= 0 and s.committed is None]
         if in_kafka:
             offsets = committed_reader.committed(
                 [TopicPartition(self.topic, p) for p in {s.partition for s in in_kafka}],
@@ -268,6 +274,9 @@ class StageProbe:
             for sample in in_kafka:
                 if by_partition.get(sample.partition, -1) > sample.offset:
                     sample.committed = seen_at
+
+    def _poll_stored(self) -> None:
+        pending = self.pending()
         unseen = [s for s in pending if s.inserted is None]
         if unseen:
             parameters = {"o": self.org_id, "t": sorted({s.trace_id for s in unseen}),
@@ -276,8 +285,8 @@ class StageProbe:
             rows = self.clickhouse.query(self.SELECT, parameters=parameters).result_rows
             for span_id, ingested_at in rows:
                 self.samples[span_id].inserted = ingested_at
-        # The GETs in other threads, a few at once, one per sample at a time: under load an
-        # answer can take seconds, which must not hold up the offsets and the SELECT.
+        # The GETs in other threads, one per sample at a time: under load an answer can take
+        # seconds, which must hold up neither the SELECT nor the other samples' GETs.
         for sample in pending:
             if sample.inserted is not None and sample.visible is None \
                     and sample.span_id not in self._asking:
