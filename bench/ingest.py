@@ -472,7 +472,7 @@ def record_end_to_end(cpu: measure.CpuSampler, probe: measure.StageProbe, *, sto
           f"{probe_us:.1f} us/span, from one repeated afterwards)")
     latencies = probe.latencies()
     print(measure.latency_table(latencies, len(probe.samples)))
-    print(measure.gets_line(probe.gets))
+    print(measure.gets_line(probe))
     report.record("e2e.accepted_per_s", accepted / seconds, label="end to end, accepted",
                   unit="spans/s", target=20_000)
     report.record("e2e.stored_per_s", stored_rate, label="end to end, stored",

@@ -137,6 +137,8 @@ class Sample:
     inserted: float | None = None  # ClickHouse's ingested_at, seen by a plain SELECT
     committed: float | None = None  # the drain group's committed offset passed it
     visible: float | None = None  # GET /api/v1/traces/<id> answered with the span
+    seen: float | None = None  # the probe's SELECT returned it (the probe's own delay)
+    asked: float | None = None  # the GET that found it was sent
 
 
 STAGES = ("produced", "readable", "inserted", "committed", "visible")
@@ -283,8 +285,10 @@ class StageProbe:
                           "s": [s.span_id for s in unseen]}
             self.selects.append(parameters)
             rows = self.clickhouse.query(self.SELECT, parameters=parameters).result_rows
+            seen = time.time()
             for span_id, ingested_at in rows:
                 self.samples[span_id].inserted = ingested_at
+                self.samples[span_id].seen = seen
         # The GETs in other threads, one per sample at a time: under load an answer can take
         # seconds, which must hold up neither the SELECT nor the other samples' GETs.
         for sample in pending:
@@ -302,7 +306,7 @@ class StageProbe:
     def _answers(self, sample: Sample) -> float | None:
         """When the query API answered the sample's trace with the span; None if not."""
         connection = HTTPConnection("127.0.0.1", self.api_port, timeout=10)
-        asked = time.time()
+        sample.asked = asked = time.time()
         try:
             connection.request("GET", f"/api/v1/traces/{sample.trace_id}",
                                headers={"Authorization": f"Bearer {self.key}"})
@@ -350,14 +354,23 @@ STAGE_NAMES = {
 }
 
 
-def gets_line(gets: list[tuple[float, int]]) -> str:
-    """How the probe's GETs went: a slow answer delays `visible` by as much."""
-    if not gets:
+def gets_line(probe: "StageProbe") -> str:
+    """The probe's own delays, part of `visible`: from the insert to its SELECT seeing it, to
+    the GET that found it being sent, and the GETs' time."""
+    if not probe.gets:
         return "  (the probe sent no GET)"
-    times = [ms for ms, _ in gets]
-    statuses = sorted({status for _, status in gets})
-    return (f"  (the probe's {len(gets)} GETs of a trace took p50 {percentile(times, 0.5):.0f} "
-            f"ms, p99 {percentile(times, 0.99):.0f} ms; statuses {statuses})")
+    times = [ms for ms, _ in probe.gets]
+    statuses = sorted({status for _, status in probe.gets})
+    done = [s for s in probe.samples.values() if s.visible and s.seen and s.asked]
+
+    def p50_p99(values: list[float]) -> str:
+        return (f"p50 {percentile(values, 0.5):.0f} ms, p99 {percentile(values, 0.99):.0f} ms"
+                if values else "none")
+
+    return (f"  (the probe's own delays: insert to its SELECT seeing it "
+            f"{p50_p99([(s.seen - s.inserted) * 1000 for s in done])}; to the GET that found "
+            f"it sent {p50_p99([(s.asked - s.seen) * 1000 for s in done])}; its "
+            f"{len(probe.gets)} GETs took {p50_p99(times)}, statuses {statuses})")
 
 
 def latency_table(latencies: dict[str, dict[str, float]], sent: int) -> str:
