@@ -429,7 +429,7 @@ def bench_end_to_end(key: str, rate: int = E2E_RATE, seconds: int = E2E_SECONDS)
         while (stored := stored_count(f"{run}-r")) < total and time.monotonic() < deadline:
             time.sleep(0.5)
         cpu.end()
-        probe.wait(timeout_s=30)
+        probe.wait(timeout_s=60)
         p50, p99, first, last = get_client().query(
             "SELECT quantileExact(0.5)(ms), quantileExact(0.99)(ms), min(r), max(i) FROM "
             "(SELECT dateDiff('millisecond', received_at, ingested_at) AS ms, received_at AS r,"

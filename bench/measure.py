@@ -141,6 +141,7 @@ class Sample:
     asked: float | None = None  # the GET that found it was sent
 
 
+GET_TIMEOUT_S = 120
 STAGES = ("produced", "readable", "inserted", "committed", "visible")
 # Each stage's duration is measured from this earlier event: the drain commits after the
 # insert, and the query API can answer before that commit.
@@ -305,7 +306,8 @@ class StageProbe:
 
     def _answers(self, sample: Sample) -> float | None:
         """When the query API answered the sample's trace with the span; None if not."""
-        connection = HTTPConnection("127.0.0.1", self.api_port, timeout=10)
+        # A long timeout: a GET abandoned and sent again would hide how long the first took.
+        connection = HTTPConnection("127.0.0.1", self.api_port, timeout=GET_TIMEOUT_S)
         sample.asked = asked = time.time()
         try:
             connection.request("GET", f"/api/v1/traces/{sample.trace_id}",
@@ -314,6 +316,7 @@ class StageProbe:
             body = response.read()
             answered = time.time()
         except OSError:
+            self.gets.append(((time.time() - asked) * 1000, 0))
             return None
         finally:
             connection.close()
@@ -370,7 +373,8 @@ def gets_line(probe: "StageProbe") -> str:
     return (f"  (the probe's own delays: insert to its SELECT seeing it "
             f"{p50_p99([(s.seen - s.inserted) * 1000 for s in done])}; to the GET that found "
             f"it sent {p50_p99([(s.asked - s.seen) * 1000 for s in done])}; its "
-            f"{len(probe.gets)} GETs took {p50_p99(times)}, statuses {statuses})")
+            f"{len(probe.gets)} GETs took {p50_p99(times)}, statuses {statuses}; 0: no "
+            "answer)")
 
 
 def latency_table(latencies: dict[str, dict[str, float]], sent: int) -> str:
