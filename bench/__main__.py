@@ -9,7 +9,7 @@ import argparse
 import importlib
 import time
 
-from bench import env
+from bench import env, report
 
 SECTIONS = {
     "ingest": "bench.ingest",  # API, drain and end-to-end figures (issue: span ingestion)
@@ -31,6 +31,8 @@ def main() -> None:
         print(f"\n=== {name} ===", flush=True)
         importlib.import_module({**SECTIONS, **ON_REQUEST}[name]).run()
         print(f"({name}: {time.monotonic() - started:.0f}s)", flush=True)
+    # Each figure beside its target, and the run kept in var/bench/ to compare with the next.
+    report.finish(args.sections or list(SECTIONS))
 
 
 if __name__ == "__main__":

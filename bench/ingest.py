@@ -24,14 +24,15 @@ from django.conf import settings
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from bench import measure, report
 from bench.env import ROOT
 from ingestion.models import ApiKey, Org
 from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
 from ingestion.services.drain import PartitionDrainer
 from ingestion.services.partitions import partition_lags, skip_to_end
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
-from llmops.clickhouse import get_client
-from llmops.kafka import get_producer
+from llmops.clickhouse import get_client, new_client
+from llmops.kafka import get_producer, new_consumer
 
 # Beside the API of `make run` (API_PORT), so a benchmark never meets it.
 API_PORT = int(os.environ.get("API_PORT", "8000")) + 100
@@ -39,6 +40,13 @@ BARE_ORG = 2**32  # the bare-insert baseline's rows, apart from any real org
 SPANS_PER_REQUEST = 100
 OTLP_ROUNDS = 3  # alternating rounds of the JSON and the OTLP door (bench_api)
 BIN = Path(sys.executable).parent
+# The end-to-end run: the issue's target rate for its 60 s; one request in SAMPLE_EVERY has
+# its first span followed through every stage, polled every PROBE_INTERVAL_S.
+E2E_RATE = int(os.environ.get("BENCH_E2E_RATE", "20000"))
+E2E_SECONDS = int(os.environ.get("BENCH_E2E_SECONDS", "60"))
+SAMPLE_EVERY = int(os.environ.get("BENCH_SAMPLE_EVERY", "20"))
+PROBE_INTERVAL_S = float(os.environ.get("BENCH_PROBE_INTERVAL_S", "0.1"))
+CPU_US_PER_SPAN_TARGET = 100
 
 
 # -- workload -----------------------------------------------------------------------------
@@ -240,6 +248,14 @@ def bench_api(key: str, seconds: int = 8) -> None:
           f"-> API at {ours_spans / bare_spans:.0%} of it")
     print(f"  bare confluent-kafka producer, 100 per flush: {producer_rate:,.0f} spans/s  "
           f"-> API at {ours_spans / producer_rate:.0%} of it")
+    report.record("api.spans_per_s", ours_spans, label="API, one sync worker (one core)",
+                  unit="spans/s", target=30_000)
+    report.record("api.otlp_of_json", 100 * otlp_spans / ours_spans,
+                  label="OTLP protobuf door, share of the JSON path", unit="%", target=90)
+    report.record("api.bare_view_spans_per_s", bare_spans, label="  raw limit: bare orjson view",
+                  unit="spans/s")
+    report.record("api.bare_producer_spans_per_s", producer_rate,
+                  label="  raw limit: bare producer", unit="spans/s")
 
 
 def bare_producer_rate(messages: list[tuple[bytes, bytes]]) -> float:
@@ -311,6 +327,12 @@ def bench_drain(count: int = 100_000) -> None:
           f"{ours:,.0f} spans/s")
     print(f"  bare clickhouse-connect insert of the same rows, batches of {batch}: "
           f"{bare:,.0f} spans/s  -> drain at {ours / bare:.0%} of it")
+    report.record("drain.spans_per_s", ours, label="one drain worker, 100,000 spans in Kafka",
+                  unit="spans/s")
+    report.record("drain.of_bare_insert", 100 * ours / bare,
+                  label="drain, share of the bare insert", unit="%", target=60)
+    report.record("drain.bare_insert_spans_per_s", bare,
+                  label="  raw limit: bare clickhouse-connect insert", unit="spans/s")
 
 
 def post_spans(key: str, body: bytes, timeout_s: float = 30) -> tuple[int, bytes]:
@@ -345,19 +367,28 @@ def wait_until_stored(key: str, run: str, timeout_s: float = 90) -> None:
         time.sleep(0.2)
 
 
-def bench_end_to_end(key: str, rate: int = 10_000, seconds: int = 20) -> None:
-    """The platform as `make run` starts it, under a steady load, everything on this machine."""
+def bench_end_to_end(key: str, rate: int = E2E_RATE, seconds: int = E2E_SECONDS) -> None:
+    """The platform as `make run` starts it, under a steady load, everything on this machine:
+    throughput, the CPU each process spends per stored span, and each stage's latency."""
     run = f"e2e-{uuid.uuid4().hex[:6]}"
     skip_to_end()
     api = start_api(workers=2)
     worker = start_ingest_worker("bench")
     beat = start_beat("bench")
     wait_until_stored(key, f"{run}-warmup")
+    org_id = Org.objects.get(slug="bench").id
+    cpu = measure.platform_sampler(ROOT / "var" / "run", api=api, drains=[worker], beat=beat)
+    probe = measure.StageProbe(topic=settings.KAFKA_SPANS_TOPIC, org_id=org_id,
+                               api_port=API_PORT, key=key, new_consumer=new_consumer,
+                               clickhouse=new_client(), interval_s=PROBE_INTERVAL_S)
+    probe.start(re.escape(f"{run}-r".encode()) + rb"\d+-t0-s0")
     requests_per_s = rate / SPANS_PER_REQUEST
     threads = 8
     sent = [0] * threads
     failures = [0] * threads
-    started = time.monotonic()
+    accepted_at: list[list[float]] = [[] for _ in range(threads)]
+    cpu.begin()
+    started, started_wall = time.monotonic(), time.time()
 
     # One body made once; each request swaps in its number, so every span id is new and the
     # load generator spends little of the CPU it shares with the platform.
@@ -365,6 +396,7 @@ def bench_end_to_end(key: str, rate: int = 10_000, seconds: int = 20) -> None:
 
     def load(slot: int) -> None:
         # Each thread sends its share at a steady pace; a late thread does not burst.
+        thread_cpu = time.thread_time()
         interval = threads / requests_per_s
         request_no = slot
         next_at = started + slot * interval / threads
@@ -372,11 +404,18 @@ def bench_end_to_end(key: str, rate: int = 10_000, seconds: int = 20) -> None:
             time.sleep(max(0.0, next_at - time.monotonic()))
             next_at += interval
             body = template.replace(b"@@REQUEST@@", str(request_no).encode())
+            trace = f"{run}-r{request_no}-t0"
+            sample = (probe.add(trace, f"{trace}-s0", time.time())
+                      if request_no % SAMPLE_EVERY == 0 else None)
             if post(key, body) == 202:
                 sent[slot] += SPANS_PER_REQUEST
+                accepted_at[slot].append(time.monotonic() - started)
+                if sample is not None:
+                    sample.accepted = time.time()
             else:
                 failures[slot] += 1
             request_no += threads
+        cpu.add_load_seconds(time.thread_time() - thread_cpu)
 
     try:
         workers = [threading.Thread(target=load, args=(slot,)) for slot in range(threads)]
@@ -386,17 +425,22 @@ def bench_end_to_end(key: str, rate: int = 10_000, seconds: int = 20) -> None:
             thread.join()
         send_seconds = time.monotonic() - started
         total = sum(sent)
-        org_id = Org.objects.get(slug="bench").id
         deadline = time.monotonic() + 180
         while (stored := stored_count(f"{run}-r")) < total and time.monotonic() < deadline:
             time.sleep(0.5)
+        cpu.end()
+        probe.wait(timeout_s=60)
         p50, p99, first, last = get_client().query(
             "SELECT quantileExact(0.5)(ms), quantileExact(0.99)(ms), min(r), max(i) FROM "
             "(SELECT dateDiff('millisecond', received_at, ingested_at) AS ms, received_at AS r,"
             " ingested_at AS i FROM spans WHERE org_id = {o:UInt64} "
             "AND startsWith(trace_id, {run:String}))",
             parameters={"o": org_id, "run": f"{run}-r"}).result_rows[0]
+        series = measure.stored_series(get_client(), org_id, f"{run}-r", started_wall)
+        probe.stop()  # before its SELECT is repeated: one query at a time on its client
+        probe_selects_s = probe.select_cpu_seconds(cpu.pids_of("ClickHouse"))
     finally:
+        probe.stop()
         for process in (beat, worker, api):
             stop(process)
     span_seconds = (last - first).total_seconds()
@@ -408,6 +452,57 @@ def bench_end_to_end(key: str, rate: int = 10_000, seconds: int = 20) -> None:
     print(f"  stored {stored:,} of {total:,}; first accepted to last stored {span_seconds:.1f}s "
           f"= {stored / span_seconds:,.0f} spans/s end to end")
     print(f"  accepted-to-queryable latency: p50 {p50} ms, p99 {p99} ms")
+    record_end_to_end(cpu, probe, stored=stored, accepted=total, seconds=send_seconds,
+                      stored_rate=stored / span_seconds, p50=p50, p99=p99, series=series,
+                      accepted_at=[at for slot in accepted_at for at in slot],
+                      probe_selects_s=probe_selects_s)
+
+
+def record_end_to_end(cpu: measure.CpuSampler, probe: measure.StageProbe, *, stored: int,
+                      accepted: int, seconds: float, stored_rate: float, p50: float,
+                      p99: float, series: dict, accepted_at: list[float],
+                      probe_selects_s: float) -> None:
+    """Print the CPU and stage tables, and record the end-to-end figures and series."""
+    table, total_us = cpu.table(stored, CPU_US_PER_SPAN_TARGET)
+    print(f"  CPU per stored span, by process ({stored:,} spans; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores):")
+    print(table)
+    probe_us = probe_selects_s * 1e6 / max(stored, 1)
+    print(f"  (the ClickHouse row includes the probe's {len(probe.selects)} SELECTs: about "
+          f"{probe_us:.1f} us/span, from one repeated afterwards)")
+    latencies = probe.latencies()
+    print(measure.latency_table(latencies, len(probe.samples)))
+    print(measure.gets_line(probe))
+    report.record("e2e.accepted_per_s", accepted / seconds, label="end to end, accepted",
+                  unit="spans/s", target=20_000)
+    report.record("e2e.stored_per_s", stored_rate, label="end to end, stored",
+                  unit="spans/s", target=20_000)
+    report.record("e2e.seconds", seconds, label="end to end, load sustained", unit="s",
+                  target=60)
+    report.record("e2e.stored_of_accepted", 100 * stored / max(accepted, 1),
+                  label="end to end, stored of accepted", unit="%", target=100)
+    report.record("e2e.latency_p50_ms", p50, label="accepted to stored, p50 (all spans)",
+                  unit="ms")
+    report.record("e2e.latency_p99_ms", p99, label="accepted to stored, p99 (all spans)",
+                  unit="ms", target=2000, op="<=")
+    visible = latencies.get("visible")
+    if visible:
+        report.record("e2e.queryable_p99_ms", visible["p99_ms"], unit="ms", target=2000,
+                      op="<=", label=f"accepted to queryable by the API, p99 ({visible['n']} "
+                      "sampled)")
+    for name, cpu_s, counted in cpu.rows():
+        report.record(f"e2e.cpu_us.{report.slug(name.split(' (')[0])}",
+                      cpu_s * 1e6 / max(stored, 1), unit="us/span",
+                      label=f"  CPU: {name}" + ("" if counted else ", not counted"))
+    report.record("e2e.cpu_us.clickhouse_probe_selects", probe_us, unit="us/span",
+                  label="  CPU: of ClickHouse's, the probe's SELECTs (estimate)")
+    report.record("e2e.cpu_us_total", total_us, unit="us/span", target=CPU_US_PER_SPAN_TARGET,
+                  op="<=", label="CPU per stored span, all processes, load generator excluded")
+    report.note("e2e.stages_ms", latencies)
+    report.record_series("accepted", *measure.per_second(accepted_at, SPANS_PER_REQUEST),
+                         "spans/s")
+    report.record_series("stored", *series["stored"], "spans/s")
+    report.record_series("p99_latency", *series["p99_latency"], "ms")
 
 
 def run() -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from django.core.cache import cache
 from django.test import Client
 
+from bench import report
 from ingestion.models import ApiKey, Org
 from ingestion.query.views import hot_traces
 from ingestion.schema import MESSAGE_VERSION, SpanIn, SpanMessage, Usage
@@ -198,6 +199,12 @@ def run() -> None:
         cached = percentiles(measure(client, paths, cached=True))
         print(f"{name:36} {uncached[0]:12.1f} {uncached[1]:8.1f} {cached[0]:11.2f} "
               f"{cached[1]:8.2f}", flush=True)
+        key = f"query.{report.slug(name)}"
+        report.record(f"{key}.uncached_p99_ms", uncached[1], label=f"{name}, uncached p99",
+                      unit="ms", target=None if name.startswith("span search") else 200,
+                      op="<=")
+        report.record(f"{key}.cached_p99_ms", cached[1], label=f"{name}, cached p99",
+                      unit="ms", target=5, op="<=")
     print("targets: uncached p99 <= 200 ms (trace list, trace by id, metrics), "
           "cached p99 <= 5 ms")
     session = clickhouse.command("SELECT any(session_id) FROM spans WHERE org_id = {org:UInt64}",
