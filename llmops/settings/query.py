@@ -17,6 +17,9 @@ QUERY_TRACE_MAX_SPANS = env("QUERY_TRACE_MAX_SPANS", 10_000)
 QUERY_SESSION_MAX_TRACES = env("QUERY_SESSION_MAX_TRACES", 1000)
 # Per series point: minute buckets over ~33 hours, hour buckets over ~83 days.
 QUERY_METRICS_MAX_BUCKETS = env("QUERY_METRICS_MAX_BUCKETS", 2000)
+# Span metrics (API and Overview) read the hourly rollup where it is exact
+# (ingestion.query.hourly); off, they scan spans FINAL, with the same answers, slower.
+QUERY_METRICS_ROLLUP = env("QUERY_METRICS_ROLLUP", True)
 
 # L2 (Redis) TTL per endpoint: how stale a cached answer can be. The hot-trace L1 keeps an
 # entry no longer than its L2 TTL either.

@@ -1,0 +1,236 @@
+"""The span metrics' hourly rollup (span_metrics_hourly): the metrics API and the Overview
+answer from it, and their answers equal the reads over `spans FINAL` alone, with spans resent,
+updated, moved to another day (a tombstone), traces over an hour and a day boundary, user,
+session and tags on the root span only, and several orgs sharing the same hours."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+
+from dashboard.charts import services as charts
+from ingestion.models import ApiKey, Org
+from ingestion.query import hourly, selectors
+from ingestion.services.span_metrics import rebuild_span_metrics
+from llmops.clickhouse import get_client
+from tests.ingest_helpers import (
+    client_for,
+    days_ago,
+    drain_everything,
+    iso_z,
+    new_org,
+    post_spans,
+    stored_spans,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DAY0 = days_ago(4)  # three whole days from here, the last one ending yesterday at midnight
+DAYS = [(DAY0 + timedelta(days=n)).date() for n in range(3)]
+WINDOWS = [
+    (DAY0, DAY0 + timedelta(days=3)),  # whole days
+    (DAY0 + timedelta(hours=5, minutes=17, seconds=37, microseconds=11),
+     DAY0 + timedelta(days=2, hours=18, microseconds=500_001)),  # ragged ends
+    (DAY0 + timedelta(hours=10), DAY0 + timedelta(hours=11)),  # one hour
+]
+MODELS = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet"]
+KINDS = ["llm", "llm", "tool", "retrieval", "chain"]
+
+
+def _trace(rng: random.Random, number: int, start: datetime) -> list[dict]:
+    """A root carrying the trace's user, session and tags, and children without them, over
+    up to two hours after it."""
+    trace_id = f"trace-{number:03d}"
+    spans = []
+    for index in range(rng.randint(2, 6)):
+        begin = start + timedelta(seconds=index * rng.uniform(0, 1500))
+        kind = "agent" if index == 0 else rng.choice(KINDS)
+        span = {
+            "trace_id": trace_id, "span_id": f"{trace_id}-{index}",
+            "parent_span_id": f"{trace_id}-0" if index else None,
+            "name": "run" if index == 0 else f"{kind} step", "kind": kind,
+            "start_time": iso_z(begin), "status": "error" if rng.random() < 0.15 else "ok",
+            "model": rng.choice(MODELS) if kind == "llm" else "",
+            "usage": {"input_tokens": rng.randrange(2000), "output_tokens": rng.randrange(500)},
+            "cost": round(rng.random() / 7, 9),
+            "environment": rng.choice(["production", "staging"]),
+            "user_id": "", "session_id": "", "tags": [],
+        }
+        if rng.random() < 0.9:  # the others are still open (no end, no latency)
+            span["end_time"] = iso_z(begin + timedelta(milliseconds=rng.lognormvariate(6, 1)))
+        if index == 0:
+            span.update(user_id=f"user-{number % 3}", session_id=f"sess-{number % 4}",
+                        tags=["prod", f"t{number % 2}"])
+        spans.append(span)
+    return spans
+
+
+def _workload() -> list[dict]:
+    rng = random.Random(20261129)
+    spans = []
+    for number in range(24):
+        start = DAY0 + timedelta(seconds=rng.uniform(0, 3 * 86400 - 7200))
+        spans += _trace(rng, number, start)
+    # Across an hour and across midnight: one trace, counted once per window.
+    spans += _trace(rng, 100, DAY0 + timedelta(hours=10, minutes=59, seconds=50))
+    midnight = DAY0 + timedelta(days=1)
+    spans += [{**span, "start_time": iso_z(midnight + timedelta(seconds=offset)),
+               "end_time": iso_z(midnight + timedelta(seconds=offset + 1))}
+              for span, offset in zip(_trace(rng, 101, midnight)[:2], (-30, 30), strict=True)]
+    return spans
+
+
+def _send(key: str, spans: list[dict]) -> None:
+    response = post_spans(client_for(key), spans)
+    assert response.status_code == 202, response.content
+    drain_everything()
+
+
+def _on_day(span: dict, day: int) -> bool:
+    return span["start_time"].startswith(DAYS[day].isoformat())
+
+
+@pytest.fixture(scope="module")
+def orgs(django_db_setup, django_db_blocker):
+    """messy: resent spans (day 0), newer versions and a span moved away, leaving a
+    tombstone (day 1), and that span's new version (day 2); clean: the same spans, sent once;
+    other: another org at the same hours, with other values."""
+    with django_db_blocker.unblock():
+        drain_everything()
+        spans = _workload()
+        (messy, messy_key), (clean, clean_key), (other, other_key) = (new_org() for _ in "abc")
+        _send(messy_key, spans)
+        _send(clean_key, spans)
+        _send(other_key, [{**span, "model": "other-model", "environment": "other",
+                           "usage": {"input_tokens": 99_999, "output_tokens": 1}}
+                          for span in spans[::3]])
+        resent = [span for span in spans if _on_day(span, 0)][::2]
+        updated = [{**span, "model": "gpt-4o", "status": "error",
+                    "usage": {"input_tokens": 7, "output_tokens": 7}}
+                   for span in spans if _on_day(span, 1) and span["parent_span_id"]][::3]
+        mover = next(span for span in spans if _on_day(span, 1) and span["parent_span_id"]
+                     and span not in updated)
+        moved_start = datetime.fromisoformat(mover["start_time"]) + timedelta(days=1)
+        moved = {**mover, "start_time": iso_z(moved_start),
+                 "end_time": iso_z(moved_start + timedelta(seconds=3))}
+        _send(messy_key, resent + updated + [moved])
+        yield {"messy": messy, "clean": clean, "other": other}
+
+
+def _exact(read, *args, **kwargs):
+    """The answer over `spans FINAL` alone (the rollup switched off), from no cache."""
+    cache.clear()
+    with override_settings(QUERY_METRICS_ROLLUP=False):
+        return read(*args, **kwargs)
+
+
+def _both(read, *args, **kwargs):
+    """(as read now, from the rollup where exact; over spans FINAL alone)."""
+    cache.clear()
+    return read(*args, **kwargs), _exact(read, *args, **kwargs)
+
+
+def _overview(org_id: int, win: charts.Window) -> dict:
+    return orjson.loads(selectors.to_json(charts.overview(org_id, win)))
+
+
+def _metrics(org_id: int, start: datetime, end: datetime, bucket: str, group: str,
+             **filters) -> dict:
+    return selectors.span_metrics(org_id=org_id, params={
+        "from": start, "to": end, "bucket": bucket, "group_by": group, **filters})
+
+
+def test_the_rollup_counts_duplicates_and_tells_which_days_are_exact(orgs):
+    messy, clean = orgs["messy"], orgs["clean"]
+    inserted = get_client().command(
+        "SELECT sum(spans) FROM span_metrics_hourly WHERE org_id = {o:UInt64}",
+        parameters={"o": messy.id})
+    assert inserted > len(stored_spans(messy.id))  # resent spans and a tombstone, summed
+    whole = WINDOWS[0]
+    assert hourly.window(org_id=clean.id, start=whole[0], end=whole[1]).scan == []
+    # Day 2 holds the moved span's newest version once: exact; days 0 and 1 are not.
+    assert hourly.window(org_id=messy.id, start=whole[0], end=whole[1]).scan == [
+        (DAY0, DAY0 + timedelta(days=2))]
+
+
+@pytest.mark.parametrize("who", ["messy", "clean", "other"])
+def test_metrics_from_the_rollup_equal_the_spans(orgs, who):
+    org = orgs[who]
+    points = []
+    for start, end in WINDOWS:
+        for bucket in ("hour", "day"):
+            for group in ("none", "model", "kind", "environment"):
+                fast, exact = _both(_metrics, org.id, start, end, bucket, group)
+                assert fast == exact, (who, start, end, bucket, group)
+                points.append(len(exact["series"]))
+    assert min(points[:16]) > 0 and (who == "other" or points[-1] > 0), points
+
+
+def test_metrics_filtered_by_a_trace_level_field_read_the_spans(orgs, clickhouse_queries):
+    messy = orgs["messy"]
+    start, end = WINDOWS[0]
+    for filters in ({"user_id": "user-1"}, {"session_id": "sess-2"}, {"tag": "t0"}):
+        fast, exact = _both(_metrics, messy.id, start, end, "hour", "model", **filters)
+        assert fast == exact and fast["series"], filters
+    assert not [sql for sql, _ in clickhouse_queries if "span_metrics_hourly" in sql]
+
+
+def test_the_fast_path_reads_the_rollup(orgs, clickhouse_queries):
+    clean, messy = orgs["clean"], orgs["messy"]
+    start, end = WINDOWS[0]
+    cache.clear()
+    _metrics(clean.id, start, end, "hour", "model")
+    charts.traces_per_bucket(clean.id, charts.Window("7d", start, end, "hour", "hour"))
+    # Besides the exact-days checks (llmops.rollups.exact_days) of span_metrics_hourly:
+    reads = [sql for sql, _ in clickhouse_queries if "uniqExactMerge(span_keys)" not in sql]
+    assert len(reads) == 2 and all("span_metrics_hourly" in sql and "spans FINAL" not in sql
+                                   for sql in reads), reads
+    clickhouse_queries.clear()
+    _metrics(messy.id, start, end, "hour", "model")  # days 0 and 1 from spans, 2 from rollup
+    assert "span_metrics_hourly" in clickhouse_queries[-1][0]
+    assert "spans FINAL" in clickhouse_queries[-1][0]
+
+
+@pytest.mark.parametrize("who", ["messy", "clean"])
+def test_overview_from_the_rollup_equals_the_spans(orgs, who):
+    org = orgs[who]
+    now = datetime.now(UTC)
+    for key in ("7d", "30d"):
+        win = charts.window(key, now)
+        fast, exact = _both(_overview, org.id, win)
+        assert fast == exact, key
+        traces = {span["trace_id"] for span in stored_spans(org.id)}
+        assert fast["totals"]["traces"] == len(traces)  # each once, over hours and days
+        assert fast["top_names"]
+    # The trace across midnight counts on its first day only, that across 10:59 once.
+    win = charts.Window("3d", *WINDOWS[0], "day", "day")
+    per_day = hourly.traces_per_bucket(org_id=org.id, start=win.start, end=win.end,
+                                       bucket="day")
+    assert per_day == _exact(charts.traces_per_bucket, org.id, win)
+
+
+def test_the_api_answers_from_the_rollup(orgs):
+    clean = orgs["clean"]
+    start, end = WINDOWS[1]
+    # Org rows are flushed after each test of this module; the org's spans stay.
+    _, key = ApiKey.issue(Org.objects.get_or_create(
+        id=clean.id, defaults={"slug": clean.slug})[0])
+    cache.clear()
+    response = client_for(key).get("/api/v1/metrics", {
+        "from": iso_z(start), "to": iso_z(end), "bucket": "hour", "group_by": "model"})
+    assert response.status_code == 200, response.content
+    exact = _exact(_metrics, clean.id, start, end, "hour", "model")
+    assert orjson.loads(response.content) == orjson.loads(selectors.to_json(exact))
+
+
+def test_a_rebuild_makes_the_days_exact_again(orgs):
+    messy = orgs["messy"]
+    rebuild_span_metrics(org_id=messy.id, days=DAYS)
+    start, end = WINDOWS[0]
+    assert hourly.window(org_id=messy.id, start=start, end=end).scan == []
+    for bucket, group in (("hour", "model"), ("day", "kind")):
+        fast, exact = _both(_metrics, messy.id, start, end, bucket, group)
+        assert fast == exact, (bucket, group)
