@@ -164,7 +164,9 @@ def span_metrics_hourly() -> Table:
     Like cost_hourly, a sum here counts a span as often as it was inserted (resent, a newer
     version, a tombstone), while `spans FINAL` keeps one version: `spans` (rows) against
     `span_keys` (distinct spans) says per org and day whether the rows are exact, and days
-    where they are not are read from spans (llmops.rollups). `traces` holds the trace keys
+    where they are not are read from spans (llmops.rollups); `key_sum` (the keys' hashes
+    summed, wrapping) fingerprints a day's rows, so a day found exact is not checked again
+    until they change. `traces` holds the trace keys
     themselves, so traces over several hours are counted once however hours are summed.
     User, session and tags are not kept: they are trace-level (a span naming them may arrive
     hours later), so reads filtered by them go to spans.
@@ -180,6 +182,7 @@ kind LowCardinality(String),
 name String,
 spans UInt64,
 span_keys AggregateFunction(uniqExact, UInt64),
+key_sum UInt64,
 errors UInt64,
 latency AggregateFunction(quantilesIf(0.5, 0.95, 0.99), Float64, UInt8),
 input_tokens UInt64,
@@ -208,6 +211,7 @@ def span_metrics_hourly_view() -> MaterializedView:
 SELECT org_id, toStartOfHour(start_time) AS hour, environment, model, kind, name,
     count() AS spans,
     uniqExactState(cityHash64(trace_id, span_id)) AS span_keys,
+    sum(cityHash64(trace_id, span_id)) AS key_sum,
     countIf(status = 'error') AS errors,
     quantilesIfState(0.5, 0.95, 0.99)(duration_ms, end_time IS NOT NULL) AS latency,
     sum(input_tokens) AS input_tokens,

@@ -22,7 +22,7 @@ GROUPS = {"none": "''", "model": "model", "kind": "kind", "environment": "enviro
 
 
 def window(*, org_id: int, start: datetime, end: datetime) -> Plan:
-    return window_plan(table=TABLE, org_id=org_id, start=start, end=end)
+    return window_plan(table=TABLE, org_id=org_id, start=start, end=end, memo=True)
 
 
 def _union(the_plan: Plan, rollup_select: str, span_select: str, group_by: str) -> str:

@@ -20,6 +20,9 @@ QUERY_METRICS_MAX_BUCKETS = env("QUERY_METRICS_MAX_BUCKETS", 2000)
 # Span metrics (API and Overview) read the hourly rollup where it is exact
 # (ingestion.query.hourly); off, they scan spans FINAL, with the same answers, slower.
 QUERY_METRICS_ROLLUP = env("QUERY_METRICS_ROLLUP", True)
+# How long a day found exact in a rollup is remembered (with its fingerprint, llmops.rollups);
+# a day is verified again after that, or as soon as its rows change.
+ROLLUP_EXACT_DAYS_MEMO_TTL_S = env("ROLLUP_EXACT_DAYS_MEMO_TTL_S", 86400)
 
 # L2 (Redis) TTL per endpoint: how stale a cached answer can be. The hot-trace L1 keeps an
 # entry no longer than its L2 TTL either.
