@@ -189,6 +189,7 @@ input_tokens UInt64,
 output_tokens UInt64,
 total_tokens UInt64,
 cost Decimal(38, 12),
+unpriced_spans UInt64,
 traces AggregateFunction(uniqExact, UInt64)
 """,
         # Sums the numeric columns and merges the aggregate states of rows with one key.
@@ -218,6 +219,7 @@ SELECT org_id, toStartOfHour(start_time) AS hour, environment, model, kind, name
     sum(output_tokens) AS output_tokens,
     sum(total_tokens) AS total_tokens,
     sum(cost) AS cost,
+    countIf(cost_source = 'unpriced') AS unpriced_spans,
     uniqExactState(cityHash64(trace_id)) AS traces
 FROM {source}
 GROUP BY org_id, hour, environment, model, kind, name

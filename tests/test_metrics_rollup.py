@@ -120,6 +120,12 @@ def orgs(django_db_setup, django_db_blocker):
         yield {"messy": messy, "clean": clean, "other": other}
 
 
+@pytest.fixture(autouse=True)
+def rollup_for_short_windows(settings):
+    """These windows are days long: the rollup serves them too (by default, longer ones)."""
+    settings.QUERY_METRICS_ROLLUP_MIN_HOURS = 0
+
+
 def _exact(read, *args, **kwargs):
     """The answer over `spans FINAL` alone (the rollup switched off), from no cache."""
     cache.clear()
@@ -192,6 +198,10 @@ def test_the_fast_path_reads_the_rollup(orgs, clickhouse_queries):
     _metrics(messy.id, start, end, "hour", "model")  # days 0 and 1 from spans, 2 from rollup
     assert "span_metrics_hourly" in clickhouse_queries[-1][0]
     assert "spans FINAL" in clickhouse_queries[-1][0]
+    clickhouse_queries.clear()
+    with override_settings(QUERY_METRICS_ROLLUP_MIN_HOURS=24):  # a day: read from spans
+        _metrics(clean.id, start, start + timedelta(hours=24), "hour", "model")
+    assert [sql for sql, _ in clickhouse_queries if "span_metrics_hourly" in sql] == []
 
 
 @pytest.mark.parametrize("who", ["messy", "clean"])

@@ -9,7 +9,10 @@ Each read below unites both parts in one query, in states that merge exactly: co
 sums add, latency quantile states merge (ClickHouse's `quantiles` reservoir: exact up to
 8192 values per point, as over spans), trace key sets unite."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
+
+from django.conf import settings
 
 from ingestion.query.selectors import FINAL_SETTINGS, _rows
 from llmops.rollups import Plan, ranges_sql, window_plan
@@ -19,6 +22,13 @@ TABLE = "span_metrics_hourly"
 BUCKETS = {"hour": "toStartOfHour", "day": "toStartOfDay"}
 # Groups it keeps: span-level fields only (user, session and tags are trace-level).
 GROUPS = {"none": "''", "model": "model", "kind": "kind", "environment": "environment"}
+
+
+def serves(*, start: datetime, end: datetime, bucket: str) -> bool:
+    """Whether reads of this window and bucket go through the rollup (QUERY_METRICS_ROLLUP,
+    longer than QUERY_METRICS_ROLLUP_MIN_HOURS, hour or day buckets)."""
+    return (settings.QUERY_METRICS_ROLLUP and bucket in BUCKETS
+            and end - start > timedelta(hours=settings.QUERY_METRICS_ROLLUP_MIN_HOURS))
 
 
 def window(*, org_id: int, start: datetime, end: datetime) -> Plan:
@@ -121,3 +131,40 @@ def top_names(*, org_id: int, start: datetime, end: datetime, limit: int) -> lis
         LIMIT {{limit:UInt32}}
         {FINAL_SETTINGS}
     """, {"org": org_id, "limit": limit})
+
+
+def cost_by_model(*, org_id: int, start: datetime, end: datetime, bucket: str) -> dict:
+    """What the Overview takes from the cost report by model, equal to it: per bucket and
+    model, cost, spans, input and output tokens and unpriced spans (`buckets`), and the total
+    cost (`totals`), costs as the report writes them (12 decimals)."""
+    the_plan = window(org_id=org_id, start=start, end=end)
+    rows = []
+    if the_plan.rollup or the_plan.scan:
+        to_bucket = BUCKETS[bucket]
+        measures = ("sum(input_tokens) AS tokens_in, sum(output_tokens) AS tokens_out,"
+                    " sum(cost) AS cost_sum")
+        union = _union(
+            the_plan,
+            f"SELECT {to_bucket}(hour) AS bucket_start, toString(model) AS grp,"
+            f" sum(spans) AS spans_n, sum(unpriced_spans) AS unpriced_n, {measures}",
+            f"SELECT {to_bucket}(start_time) AS bucket_start, toString(model) AS grp,"
+            f" count() AS spans_n, countIf(cost_source = 'unpriced') AS unpriced_n, {measures}",
+            "bucket_start, grp")
+        rows = _rows(f"""
+            SELECT bucket_start, grp, sum(spans_n) AS spans, sum(unpriced_n) AS unpriced,
+                sum(tokens_in) AS input_tokens, sum(tokens_out) AS output_tokens,
+                sum(cost_sum) AS cost
+            FROM ({union})
+            GROUP BY bucket_start, grp
+            ORDER BY bucket_start, grp
+            {FINAL_SETTINGS}
+        """, {"org": org_id})
+    with localcontext(prec=60):  # Decimal(38, 12) sums, exact
+        total = sum((row["cost"] for row in rows), Decimal(0))
+    return {
+        "totals": {"cost": f"{total:.12f}"},
+        "buckets": [{"start": row["bucket_start"].isoformat().replace("+00:00", "Z"),
+                     "group": row["grp"], "cost": f"{row['cost']:.12f}", "spans": row["spans"],
+                     "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
+                     "unpriced_spans": row["unpriced"]} for row in rows],
+    }

@@ -513,13 +513,13 @@ def span_metrics(*, org_id: int, params: dict) -> dict:
             filters += " AND " + inherited_filter(name, f"toDate({at('start')})",
                                                   f"toDate({at('end')})")
             parameters[name] = params[name]
-    # The hourly rollup answers the same, exactly, for hour and day buckets; it keeps no
-    # trace-level fields (a span naming a trace's user may arrive hours later), so a read
-    # filtered by them, and minute buckets, scan the spans.
+    # The hourly rollup answers the same, exactly, for hour and day buckets of long windows;
+    # it keeps no trace-level fields (a span naming a trace's user may arrive hours later),
+    # so a read filtered by them, and minute buckets, scan the spans.
     from ingestion.query import hourly  # it reads through this module's helpers
 
-    if (settings.QUERY_METRICS_ROLLUP and not filters and bucket in hourly.BUCKETS
-            and group in hourly.GROUPS):
+    if not filters and group in hourly.GROUPS and hourly.serves(start=start, end=end,
+                                                                 bucket=bucket):
         rows = hourly.metric_rows(org_id=org_id, start=start, end=end, bucket=bucket,
                                   group=group)
     else:
