@@ -6,7 +6,7 @@ A rollup fed from `spans` by a materialized view sums every version of a span ev
 rollup keeps, per row, `spans` (rows inserted) and `span_keys` (uniqExact state of the spans'
 keys): where the two agree over a whole day, no span of that day was inserted twice, and its
 rows are exact. The cost report (costs.services.reports) and the span metrics
-(ingestion.query.rollups) both plan their reads with this."""
+(ingestion.query.hourly) both plan their reads with this."""
 
 import logging
 from dataclasses import dataclass
