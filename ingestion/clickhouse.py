@@ -155,3 +155,84 @@ FROM {source}
 GROUP BY org_id, day, trace_id, ingested
 """,
     )
+
+
+def span_metrics_hourly() -> Table:
+    """Span metrics per org, hour, environment, model, kind and span name: what the metrics
+    API and the dashboard's Overview read instead of scanning `spans FINAL`.
+
+    Like cost_hourly, a sum here counts a span as often as it was inserted (resent, a newer
+    version, a tombstone), while `spans FINAL` keeps one version: `spans` (rows) against
+    `span_keys` (distinct spans) says per org and day whether the rows are exact, and days
+    where they are not are read from spans (llmops.rollups); `key_sum` (the keys' hashes
+    summed, wrapping) fingerprints a day's rows, so a day found exact is not checked again
+    until they change. `traces` holds the trace keys
+    themselves, so traces over several hours are counted once however hours are summed.
+    User, session and tags are not kept: they are trace-level (a span naming them may arrive
+    hours later), so reads filtered by them go to spans.
+    """
+    return Table(
+        name="span_metrics_hourly",
+        columns="""
+org_id UInt64,
+hour DateTime('UTC'),
+environment LowCardinality(String),
+model LowCardinality(String),
+kind LowCardinality(String),
+name String,
+spans UInt64,
+span_keys AggregateFunction(uniqExact, UInt64),
+key_sum UInt64,
+errors UInt64,
+latency AggregateFunction(quantilesIf(0.5, 0.95, 0.99), Float64, UInt8),
+input_tokens UInt64,
+output_tokens UInt64,
+total_tokens UInt64,
+cost Decimal(38, 12),
+unpriced_spans UInt64,
+traces AggregateFunction(uniqExact, UInt64)
+""",
+        # Sums the numeric columns and merges the aggregate states of rows with one key.
+        engine="SummingMergeTree",
+        partition_by="toYYYYMM(hour)",
+        order_by="(org_id, hour, environment, model, kind, name)",
+        ttl=f"hour + INTERVAL {settings.CLICKHOUSE_SPANS_TTL_DAYS} DAY",
+        shard_key="cityHash64(org_id, hour)",  # as cost_hourly
+    )
+
+
+def span_metrics_hourly_view() -> MaterializedView:
+    # Every row inserted into spans, tombstones included: a tombstone makes its day inexact
+    # (two rows, one span), so that day is read from spans, where it deletes.
+    return MaterializedView(
+        name="span_metrics_hourly_mv",
+        source=spans(),
+        target=span_metrics_hourly(),
+        select="""
+SELECT org_id, toStartOfHour(start_time) AS hour, environment, model, kind, name,
+    count() AS spans,
+    uniqExactState(cityHash64(trace_id, span_id)) AS span_keys,
+    sum(cityHash64(trace_id, span_id)) AS key_sum,
+    countIf(status = 'error') AS errors,
+    quantilesIfState(0.5, 0.95, 0.99)(duration_ms, end_time IS NOT NULL) AS latency,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(total_tokens) AS total_tokens,
+    sum(cost) AS cost,
+    countIf(cost_source = 'unpriced') AS unpriced_spans,
+    uniqExactState(cityHash64(trace_id)) AS traces
+FROM {source}
+GROUP BY org_id, hour, environment, model, kind, name
+""",
+    )
+
+
+def span_metrics_hourly_fill(where: str = "1") -> str:
+    """INSERT of span_metrics_hourly rows from the spans `where` says, one row per span (its
+    newest version, `spans FINAL`): so the days they cover count each span once."""
+    view = span_metrics_hourly_view()
+    # duration_ms is MATERIALIZED: `*` leaves it out.
+    source = (f"(SELECT *, duration_ms FROM {view.source.name} FINAL"
+              f" WHERE is_deleted = 0 AND ({where})"
+              " SETTINGS do_not_merge_across_partitions_select_final = 1)")
+    return f"INSERT INTO {view.target.name}\n{view.select.format(source=source).strip()}"

@@ -95,9 +95,9 @@ def test_retention_prunes_only_backups_past_their_window(tmp_path, settings):
 def test_emergency_ttl_shortens_the_spans_ttl_and_is_recorded():
     changes = set_spans_ttl(days=7, reason="storage over 90 %", changed_by="pytest")
     assert {c.table for c in changes} == {"spans", "span_content", "span_keys", "trace_index",
-                                          "cost_hourly"}
+                                          "cost_hourly", "span_metrics_hourly"}
     ddl = new_client().command("SHOW CREATE TABLE spans")
     assert "toIntervalDay(7)" in ddl
-    assert TtlChange.objects.filter(days=7, reason="storage over 90 %").count() == 5
+    assert TtlChange.objects.filter(days=7, reason="storage over 90 %").count() == 6
     set_spans_ttl(days=90, reason="restored", changed_by="pytest")
     assert "toIntervalDay(90)" in new_client().command("SHOW CREATE TABLE spans")

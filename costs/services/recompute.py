@@ -11,6 +11,7 @@ from costs.services.pricing import forget_cached_prices, price_usage
 from costs.services.reports import costs_recorded
 from costs.services.tokens import TokenUsage
 from ingestion.services.rows import SPAN_COLUMNS, StoredSpan
+from ingestion.services.span_metrics import rebuild_span_metrics
 from llmops.clickhouse import get_client, new_client
 from llmops.clickhouse_schema import cluster
 
@@ -101,5 +102,7 @@ def recompute_costs(*, org_id: int, start: datetime, end: datetime) -> Recompute
         writer.close()
     result.days_rebuilt = _days(start, end)
     rebuild_rollups(org_id=org_id, days=result.days_rebuilt)
+    # The new versions made those days inexact in the span metrics' rollup too.
+    rebuild_span_metrics(org_id=org_id, days=result.days_rebuilt)
     costs_recorded(org_ids={org_id})
     return result

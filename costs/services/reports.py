@@ -1,7 +1,6 @@
 """Cost reports: exact, from the hourly rollups where they are exact and from spans elsewhere."""
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
 
@@ -11,15 +10,14 @@ from django.conf import settings
 
 from costs.models import Price
 from ingestion.query.selectors import INHERITED_FILTERS, inherited_filter, trace_fields_sql
+from llmops import rollups
 from llmops.cache import get_or_compute, query_key
 from llmops.clickhouse import get_client
 from llmops.redis import get_redis
+from llmops.rollups import HOUR, Plan, plan, ranges_sql
 
 logger = logging.getLogger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 BUCKETS = {"hour": "toStartOfHour", "day": "toStartOfDay"}
 # group_by -> (expression on cost_hourly or None when the rollups do not keep it, on spans).
 # User, session and tags are trace-level fields (issue 12): a span without its own has its
@@ -87,81 +85,10 @@ def _generation(org_id: int) -> int:
         return -1  # not cacheable safely; the key differs from any cached one
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Where each part of a window is read from: whole hours of days whose rollups count every
-    span once, from cost_hourly; everything else (days holding a span stored twice, the
-    partial hours at the window's ends), from spans FINAL."""
-
-    rollup: list[tuple[datetime, datetime]]
-    scan: list[tuple[datetime, datetime]]
-
-
-def _ceil_hour(moment: datetime) -> datetime:
-    floor = moment.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == moment else floor + HOUR
-
-
-def _merged(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    result: list[tuple[datetime, datetime]] = []
-    for start, end in ranges:
-        if start >= end:
-            continue
-        if result and result[-1][1] == start:
-            result[-1] = (result[-1][0], end)
-        else:
-            result.append((start, end))
-    return result
-
-
-def plan(*, start: datetime, end: datetime, exact_days: set[date]) -> Plan:
-    rollup, scan = [], []
-    day = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    while day < end:
-        low, high = max(start, day), min(end, day + DAY)
-        if day.date() in exact_days:
-            first, last = _ceil_hour(low), high.replace(minute=0, second=0, microsecond=0)
-            if first < last:
-                scan += [(low, first), (last, high)]
-                rollup.append((first, last))
-            else:
-                scan.append((low, high))
-        else:
-            scan.append((low, high))
-        day += DAY
-    return Plan(_merged(rollup), _merged(sorted(scan)))
-
-
 def exact_days(*, org_id: int, start: datetime, end: datetime) -> set[date]:
-    """Days whose rollup rows count each of the org's stored spans exactly once.
-
-    `spans` counts inserted rows, `span_keys` distinct spans: equal means no span of that day
-    was inserted twice (a hash collision can only make them differ, never hide a duplicate).
-    Whole days are checked, as spans deduplicate per day: a span stored again may have moved
-    to an hour outside the window. A day with no rollup rows is not listed: its spans, if
-    any, predate the view."""
-    rows = get_client().query(
-        """
-        SELECT toDate(hour) AS day, sum(spans) = uniqExactMerge(span_keys)
-        FROM cost_hourly
-        WHERE org_id = {org:UInt64}
-          AND hour >= toDateTime({first:Date}, 'UTC')
-          AND hour < toDateTime({last:Date}, 'UTC') + INTERVAL 1 DAY
-        GROUP BY day
-        """,
-        parameters={"org": org_id, "first": start.astimezone(UTC).date(),
-                    "last": (end - timedelta(microseconds=1)).astimezone(UTC).date()},
-    ).result_rows
-    return {day for day, exact in rows if exact}
-
-
-def _ranges_sql(column: str, ranges: list[tuple[datetime, datetime]]) -> str:
-    # Our own integers, not user text: safe to inline.
-    def bound(moment: datetime) -> str:
-        micros = (moment - EPOCH) // timedelta(microseconds=1)
-        return f"fromUnixTimestamp64Micro(toInt64({micros}), 'UTC')"
-
-    return " OR ".join(f"({column} >= {bound(a)} AND {column} < {bound(b)})" for a, b in ranges)
+    """Days whose cost_hourly rows count each of the org's stored spans exactly once
+    (llmops.rollups.exact_days)."""
+    return rollups.exact_days(table="cost_hourly", org_id=org_id, start=start, end=end)
 
 
 def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]], lacking: str = "1",
@@ -196,7 +123,7 @@ def _union(*, the_plan: Plan, keys: dict[str, tuple[str, str]], lacking: str = "
             # rollups they make their day inexact, so that day is read from here.
             parts.append(f"SELECT {selected}, {measures} FROM {table}"
                          f" WHERE org_id = {{org:UInt64}}{live if side else ''}"
-                         f" AND ({_ranges_sql(column, ranges)})"
+                         f" AND ({ranges_sql(column, ranges)})"
                          f" GROUP BY {names}")
     sums = ", ".join(f"sum({name}) AS {name}" for name in MEASURES)
     return (f"SELECT {names}, {sums} FROM ({' UNION ALL '.join(parts)})"

@@ -3,7 +3,13 @@
 from django.db import transaction
 
 from costs.clickhouse import cost_hourly
-from ingestion.clickhouse import span_content, span_keys, spans, trace_index
+from ingestion.clickhouse import (
+    span_content,
+    span_keys,
+    span_metrics_hourly,
+    spans,
+    trace_index,
+)
 from llmops import changes
 from llmops.clickhouse import get_client
 from operations.models import TtlChange
@@ -14,7 +20,8 @@ TTL_TABLES = {"spans": (spans, "toDateTime(start_time)"),
               "span_content": (span_content, "toDateTime(last_seen)"),
               "span_keys": (span_keys, "toDateTime(start_time)"),
               "trace_index": (trace_index, "day"),
-              "cost_hourly": (cost_hourly, "hour")}
+              "cost_hourly": (cost_hourly, "hour"),
+              "span_metrics_hourly": (span_metrics_hourly, "hour")}
 # Announced once a change commits: ingestion drops its cached retention (accept.retention_days).
 RETENTION_TOPIC = "retention"
 
