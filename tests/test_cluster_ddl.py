@@ -239,7 +239,7 @@ DYNAMIC = {
     "{view.source.name}": "costs' rebuild reads spans through its front",
     "{view.target.name}": "costs' rebuild inserts cost_hourly through its front",
     "{source}": "a MaterializedView's SELECT: local on a cluster, checked in the plan",
-    "{table}": "costs.reports: 'cost_hourly' or 'spans FINAL', literals of that file",
+    "{table}": "costs.reports and llmops.rollups: a rollup passed as table=, or 'spans FINAL'",
     "`{database()}`.{LEDGER.name}": "the ledger's front, read by migrate before it runs",
     "{clickhouse_admin.every_shard(db, name)}{final}": "backups' facts: every shard's rows",
 }
@@ -297,6 +297,19 @@ def code_sql() -> SimpleNamespace:
                     and isinstance(node.args[0], ast.Constant)
                     and isinstance(node.args[0].value, str)):
                 tables.setdefault(node.args[0].value, set()).add(f"{relative}:{node.lineno}")
+            # A table named once in a constant (ingestion.query.hourly: `FROM {TABLE}`).
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)
+                    and any(isinstance(t, ast.Name) and t.id.endswith("TABLE")
+                            for t in node.targets)):
+                tables.setdefault(node.value.value, set()).add(f"{relative}:{node.lineno}")
+            # A rollup's table handed by name (llmops.rollups reads `FROM {table}`).
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if (keyword.arg == "table" and isinstance(keyword.value, ast.Constant)
+                            and isinstance(keyword.value.value, str)):
+                        tables.setdefault(keyword.value.value, set()).add(
+                            f"{relative}:{node.lineno}")
             if isinstance(node, ast.Attribute) and node.attr == "storage_name":
                 local.setdefault(f"{relative}:{node.lineno}", "storage_name")
     return SimpleNamespace(tables=tables, admin=admin, local=local)
@@ -310,7 +323,7 @@ def test_every_read_and_write_in_the_code_names_a_distributed_table(plans):
              for s in plans.cluster if s.startswith("CREATE MATERIALIZED VIEW")}
     # The scan sees the tables the code is known to read and write (it did not go blind).
     assert {"spans", "span_content", "span_keys", "scores", "trace_index",
-            "cost_hourly"} <= set(found.tables), sorted(found.tables)
+            "cost_hourly", "span_metrics_hourly"} <= set(found.tables), sorted(found.tables)
     wrong = {}
     for name, where in found.tables.items():
         bare = name.split(".")[-1].strip("`")
