@@ -15,6 +15,7 @@ rows ClickHouse still refuses are alone, and those are dead-lettered; a row refu
 good, or one that cannot be built, is dead-lettered at once. The rest of the batch flows.
 """
 
+import gc
 import logging
 import math
 import re
@@ -71,6 +72,18 @@ IDLE_POLL_S = 0.1
 # How long one read of an in-flight range waits before asking again for what is missing.
 REPLAY_POLL_S = 1.0
 _local = threading.local()
+
+
+_gc_tuned = threading.Lock()
+
+
+def tune_gc() -> None:
+    """Once per process: freeze what is loaded, and collect the young generation less often
+    (DRAIN_GC_GEN0_THRESHOLD), so batches are not walked over and over by the collector."""
+    threshold = settings.DRAIN_GC_GEN0_THRESHOLD
+    if threshold and _gc_tuned.acquire(blocking=False):
+        gc.freeze()
+        gc.set_threshold(threshold, 20, 100)
 
 
 class DrainInterrupted(Exception):
@@ -257,6 +270,7 @@ class PartitionDrainer:
         """Drain until the budget is spent, the partition stays idle, or the lease is lost.
         Returns within the budget plus one insert timeout (DRAIN_INSERT_TIMEOUT_S)."""
         budget_s = settings.DRAIN_TASK_BUDGET_S if budget_s is None else budget_s
+        tune_gc()
         self.deadline = time.monotonic() + budget_s
         try:
             if not self.open():
