@@ -176,12 +176,41 @@ def test_a_bad_span_is_parked_alone_out_of_its_message_and_replays_as_itself(cap
         assert alone[:2] == [MESSAGE_VERSION, org.id] and alone[3] == 1
         assert [span["span_id"] for span in alone[4]] == [f"{trace}-s{index}"]
 
-    # Replayed, each is a message of its own again: parked again (its cause stays), alone.
-    call_command("replay_dead_letters", "--reason", "undecodable", "--since", "1h")
+    # Replayed, it is a message of its own on the spans topic, that span alone.
+    before = spans_topic_ends()
+    call_command("replay_dead_letters", "--reason", "9223372036854775807", "--since", "1h")
     assert "re-published" in capsys.readouterr().out
-    again = dead_letter_ends()
+    replayed = [m for m in messages_since(before) if marker.encode() in m.value()]
+    assert [m.value() for m in replayed] == [parked[6].value()]
     drain_everything()
-    (reparked,) = [m for m in dead_letters_since(again) if marker.encode() in m.value()]
-    assert reparked.value() == parked[6].value()
-    assert "source_span" not in dict(reparked.headers())
-    assert count_rows(org.id) == 8
+    assert count_rows(org.id) == 8  # parked again (its cause stays), nothing else doubled
+
+
+def test_a_drain_that_spends_its_budget_with_lag_left_queues_the_next_at_once(
+        settings, monkeypatch):
+    """Not at the next beat tick: each tick's wait would be latency on every span."""
+    from ingestion import tasks
+    from ingestion.services.schedule import forget_queued, queued_key, requeue
+    from llmops.redis import get_redis
+
+    drain_everything()
+    org, key = new_org()
+    trace = f"budget-{uuid.uuid4().hex[:8]}"
+    starts = spans_topic_ends()
+    assert post_spans(client_for(key), [make_span(trace, i) for i in range(5)]).status_code \
+        == 202
+    (partition,) = [m.partition() for m in messages_since(starts)]
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.drain_partition, "delay", queued.append)
+    settings.DRAIN_TASK_BUDGET_S = 0  # spent before the first batch: the lag stays
+    try:
+        assert tasks.drain_partition(partition)["stopped"] == "budget spent"
+        assert queued == [partition] and get_redis().exists(queued_key(partition))
+        # Queued already (the marker stands until that drain starts): not queued twice.
+        assert not requeue(partition, enqueue=queued.append)
+        assert queued == [partition]
+    finally:
+        forget_queued(partition)
+    settings.DRAIN_TASK_BUDGET_S = 30.0
+    drain_everything()
+    assert count_rows(org.id) == 5
