@@ -303,9 +303,9 @@ def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptR
     # the request's earlier messages were queued.
     if messages:
         publish(settings.KAFKA_SPANS_TOPIC, messages)
-    stored = sum(len(spans) for spans in by_key.values())
-    result.accepted = stored + result.sampled_out
-    metrics.SPANS_ACCEPTED.inc(stored)
+    published = sum(len(spans) for spans in by_key.values())
+    result.accepted = published + result.sampled_out
+    metrics.SPANS_ACCEPTED.inc(published)
     metrics.SPANS_SAMPLED_OUT.inc(result.sampled_out)
     metrics.SPANS_REJECTED.inc(len(result.rejected))
     result.warnings = [f"unknown field ignored: {name}" for name in sorted(unknown)]
