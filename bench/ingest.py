@@ -27,7 +27,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from bench import measure, report
 from bench.env import ROOT
 from ingestion.models import ApiKey, Org
-from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
+from ingestion.schema import SpanMessage, SpansMessage, validate_span
+from ingestion.services.accept import spans_messages
 from ingestion.services.drain import PartitionDrainer
 from ingestion.services.partitions import partition_lags, skip_to_end
 from ingestion.services.rows import CONTENT_COLUMNS, SPAN_COLUMNS, RowBuilder
@@ -201,15 +202,18 @@ def wrk(path: str, body: bytes, key: str, seconds: int,
 
 
 def encoded_messages(run: str, count: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) pairs exactly as the API would publish them."""
+    """(key, value) pairs exactly as the API would publish them: per request, one message
+    per key (org and trace) holding its spans."""
     encode = msgspec.json.Encoder().encode
     pairs = []
     for request_no in range(count // SPANS_PER_REQUEST):
+        received_at_us = time.time_ns() // 1000
+        by_key: dict[bytes, list[bytes]] = {}
         for raw in orjson.loads(request_body(run, request_no))["spans"]:
             span, errors, _ = validate_span(raw)
             assert not errors, errors
-            message = SpanMessage(MESSAGE_VERSION, 1, time.time_ns() // 1000, span)
-            pairs.append((f"1:{span.trace_id}".encode(), encode(message)))
+            by_key.setdefault(f"1:{span.trace_id}".encode(), []).append(encode(span))
+        pairs.extend(spans_messages(1, received_at_us, by_key))
     return pairs
 
 
@@ -262,16 +266,22 @@ def bare_producer_rate(messages: list[tuple[bytes, bytes]]) -> float:
     """The same messages, 100 per flush (as a request waits for its ack), no validation."""
     producer = get_producer()
 
+    per_request = len(messages) * SPANS_PER_REQUEST // sum(map(spans_in_value, messages))
+
     def send(batch: list[tuple[bytes, bytes]]) -> None:
-        for start in range(0, len(batch), SPANS_PER_REQUEST):
-            for key, value in batch[start:start + SPANS_PER_REQUEST]:
+        for start in range(0, len(batch), per_request):
+            for key, value in batch[start:start + per_request]:
                 producer.produce(settings.KAFKA_SPANS_TOPIC, value=value, key=key)
             producer.flush(30)
 
-    send(messages[:2000])  # warm-up: connections and metadata, as the API's are by then
+    send(messages[:len(messages) // 10])  # warm-up: connections and metadata, as the API's
     started = time.perf_counter()
     send(messages)
-    return len(messages) / (time.perf_counter() - started)
+    return sum(map(spans_in_value, messages)) / (time.perf_counter() - started)
+
+
+def spans_in_value(message: tuple[bytes, bytes]) -> int:
+    return msgspec.json.decode(message[1])[3]
 
 
 def drain_all_partitions() -> float:
@@ -306,9 +316,11 @@ def bench_drain(count: int = 100_000) -> None:
     assert stored == count, f"drained {stored} of {count}"
 
     rows = RowBuilder()
-    decode = msgspec.json.Decoder(SpanMessage).decode
+    decode = msgspec.json.Decoder(SpansMessage).decode
     for _, value in messages:
-        rows.add(decode(value))
+        message = decode(value)
+        for span in message.spans:
+            rows.add(SpanMessage(1, message.org_id, message.received_at_us, span))
     # Into the same tables (so the materialized views on spans do the same work), under an
     # org of its own so the drained rows are untouched.
     spans = [[BARE_ORG, *row[1:]] for row in rows.span_rows]

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
+from ingestion.schema import SINGLE_SPAN_VERSION, SpanMessage, validate_span
 from ingestion.services import drain
 from ingestion.services.dead_letters import dead_letter, dead_letter_count
 from ingestion.services.drain import PartitionDrainer
@@ -50,7 +50,8 @@ _encode = msgspec.json.Encoder().encode
 
 def span_message(org_id: int, trace_id: str, index: int, *, start: datetime | None = None,
                  **changes) -> bytes:
-    """A span message as the API writes it, for a span started `start` (default: now)."""
+    """A span message as the API wrote it before MESSAGE_VERSION 2 (one span each: what an
+    upgrade finds in Kafka, still drained), for a span started `start` (default: now)."""
     start = start or datetime.now(UTC) - timedelta(minutes=5)
     fields = make_span(trace_id, index)
     fields["start_time"] = (start + timedelta(seconds=index)).isoformat()
@@ -59,7 +60,7 @@ def span_message(org_id: int, trace_id: str, index: int, *, start: datetime | No
     assert not errors, errors
     for name, value in changes.items():  # past the API's checks, as a bug could send them
         setattr(span, name, value)
-    return _encode(SpanMessage(MESSAGE_VERSION, org_id, int(time.time() * 1e6), span))
+    return _encode(SpanMessage(SINGLE_SPAN_VERSION, org_id, int(time.time() * 1e6), span))
 
 
 def produce(values: list[bytes], *, partition: int, topic: str | None = None,

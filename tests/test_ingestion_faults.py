@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from django.conf import settings
 
-from ingestion.schema import MESSAGE_VERSION, SpanMessage, validate_span
-from ingestion.services.drain import PartitionDrainer
+from ingestion.schema import SINGLE_SPAN_VERSION, SpanMessage, SpansMessage, validate_span
+from ingestion.services.drain import PartitionDrainer, spans_of
 from ingestion.services.partitions import inflight_key, partition_lags
 from ingestion.services.rows import RowBuilder
 from llmops.kafka import get_producer
@@ -167,7 +167,7 @@ def test_a_message_older_checks_let_through_is_dead_lettered_and_the_rest_stored
         assert not errors
         if index == 17:
             span.usage.input_tokens = 2**70
-        message = SpanMessage(MESSAGE_VERSION, org.id, 1_700_000_000_000_000, span)
+        message = SpanMessage(SINGLE_SPAN_VERSION, org.id, 1_700_000_000_000_000, span)
         producer.produce(settings.KAFKA_SPANS_TOPIC, value=encode(message),
                          key=f"{org.id}:poison-{marker}".encode())
     producer.flush(10)
@@ -191,11 +191,12 @@ def test_a_row_clickhouse_refuses_is_isolated_by_halving_and_dead_lettered():
     assert drainer.open()
     try:
         batch = drainer._next_batch()
-        assert batch is not None and len(batch.messages) == 10
-        rows = RowBuilder()
-        decode = msgspec.json.Decoder(SpanMessage).decode
-        for message in batch.messages:
-            rows.add(decode(message.value()), message)
+        # One message: the request's spans of one trace travel together.
+        assert batch is not None and len(batch.messages) == 1
+        rows, undecodable = RowBuilder(), []
+        for decoded, source in spans_of(batch.messages[0], undecodable):
+            rows.add(decoded, source)
+        assert len(rows.entries) == 10 and not undecodable
         bad = rows.entries[7]
         bad.span = msgspec.structs.replace(bad.span, input_tokens="not a number")
         starts = dead_letter_ends()
@@ -206,5 +207,11 @@ def test_a_row_clickhouse_refuses_is_isolated_by_halving_and_dead_lettered():
     finally:
         drainer.close()
     assert count_rows(org.id) == 9
-    (parked,) = [m for m in dead_letters_since(starts) if m.value() == batch.messages[7].value()]
-    assert dict(parked.headers())["reason"].startswith(b"ClickHouse refused the row")
+    (parked,) = [m for m in dead_letters_since(starts) if m.value() == bad.message.value()]
+    headers = dict(parked.headers())
+    assert headers["reason"].startswith(b"ClickHouse refused the row")
+    # The dead letter holds that span alone, and says where it was in its message.
+    alone = msgspec.json.decode(parked.value(), type=SpansMessage)
+    assert [span.span_id for span in alone.spans] == ["halve-s7"] and alone.count == 1
+    assert headers["source_span"] == b"7"
+    assert int(headers["source_offset"]) == batch.first

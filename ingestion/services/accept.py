@@ -16,7 +16,7 @@ from ingestion.schema import (
     MESSAGE_VERSION,
     SpanIn,
     SpanLimits,
-    SpanMessage,
+    SpansMessage,
     Usage,
     validate_span,
 )
@@ -226,6 +226,35 @@ def _reject(result: AcceptResult, index: int, raw, errors: dict[str, str]) -> No
     result.rejected.append({"index": index, "span_id": span_id, "errors": errors})
 
 
+def encode_message_head(org_id: int, received_at_us: int, count: int) -> bytes:
+    """What precedes the spans in a SpansMessage (as msgspec writes it); `]]` follows them."""
+    return b"[%d,%d,%d,%d,[" % (MESSAGE_VERSION, org_id, received_at_us, count)
+
+
+def spans_messages(org_id: int, received_at_us: int, by_key: dict[bytes, list[bytes]],
+                   ) -> list[tuple[bytes, bytes]]:
+    """(key, SpansMessage) pairs: each key's spans (their JSON) in as few messages as fit
+    in KAFKA_MESSAGE_MAX_BYTES, in the order they came."""
+    limit = settings.KAFKA_MESSAGE_MAX_BYTES - MESSAGE_FRAMING_BYTES
+    messages = []
+
+    def add(key: bytes, chunk: list[bytes]) -> None:
+        head = encode_message_head(org_id, received_at_us, len(chunk))
+        messages.append((key, head + b",".join(chunk) + b"]]"))
+
+    for key, spans in by_key.items():
+        # The head's count may grow by a digit or two; 24 bytes leave room for it.
+        size, chunk = len(key) + len(encode_message_head(org_id, received_at_us, 1)) + 24, []
+        for span in spans:
+            if chunk and size + len(span) + 1 > limit:
+                add(key, chunk)
+                size, chunk = size - sum(len(s) + 1 for s in chunk), []
+            chunk.append(span)
+            size += len(span) + 1
+        add(key, chunk)
+    return messages
+
+
 def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptResult:
     rate = sample_rate_for(org, level)
     without_content = (level >= DegradationLevel.ESSENTIAL_ONLY
@@ -237,10 +266,13 @@ def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptR
                      settings.KAFKA_MESSAGE_MAX_BYTES - MESSAGE_FRAMING_BYTES)
     result = AcceptResult()
     unknown: set[str] = set()
-    messages = []
+    by_key: dict[bytes, list[bytes]] = {}  # each span's JSON, grouped by its message key
 
     def encode_message(span: SpanIn) -> bytes:
-        return _encode(SpanMessage(MESSAGE_VERSION, org.org_id, received_at_us, span))
+        # The span as a message of its own: what is checked against Kafka's limit.
+        return _encode(SpansMessage(MESSAGE_VERSION, org.org_id, received_at_us, 1, [span]))
+
+    head = len(encode_message_head(org.org_id, received_at_us, 1))
 
     for index, raw in enumerate(spans):
         span, errors, extra = validate_span(raw, limits)
@@ -265,13 +297,15 @@ def _accept(*, org: OrgContext, spans: list, level: DegradationLevel) -> AcceptR
             if cut:
                 result.truncated.append({"index": index, "span_id": span.span_id,
                                          "fields": cut})
-        messages.append((key, message))
+        by_key.setdefault(key, []).append(message[head:-2])
+    messages = spans_messages(org.org_id, received_at_us, by_key)
     # Only now, every message known to fit: produce() refuses an oversized one at once, after
     # the request's earlier messages were queued.
     if messages:
         publish(settings.KAFKA_SPANS_TOPIC, messages)
-    result.accepted = len(messages) + result.sampled_out
-    metrics.SPANS_ACCEPTED.inc(len(messages))
+    published = sum(len(spans) for spans in by_key.values())
+    result.accepted = published + result.sampled_out
+    metrics.SPANS_ACCEPTED.inc(published)
     metrics.SPANS_SAMPLED_OUT.inc(result.sampled_out)
     metrics.SPANS_REJECTED.inc(len(result.rejected))
     result.warnings = [f"unknown field ignored: {name}" for name in sorted(unknown)]

@@ -72,6 +72,8 @@ def dead_letter_all(parked: list[tuple[object, str]]) -> None:
             "source_topic": message.topic(),
             "source_partition": str(message.partition()),
             "source_offset": str(message.offset()),
+            # A span parked alone out of a message of several: which one it was there.
+            **({"source_span": str(message.index)} if hasattr(message, "index") else {}),
         },
     } for message, reason in parked], "dead letters")
 

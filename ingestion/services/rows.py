@@ -1,5 +1,6 @@
 """Turning span messages into ClickHouse rows: the spans table and content stored once."""
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +99,7 @@ def metadata_text(value) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+@functools.lru_cache(maxsize=256)  # the spans of a message share their received_at
 def from_epoch_us(value: int) -> datetime:
     # Integer arithmetic: a float of epoch seconds can be a microsecond off.
     seconds, micros = divmod(value, 1_000_000)

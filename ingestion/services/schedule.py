@@ -18,6 +18,17 @@ def forget_queued(partition: int) -> None:
     get_redis().delete(queued_key(partition))
 
 
+def requeue(partition: int, *, enqueue: Callable[[int], object]) -> bool:
+    """Queue the next drain of a partition whose drain spent its budget with lag left: at
+    once, behind whatever else is queued (fair), not at the next beat tick (each tick's
+    wait is seconds of latency on every span of the partition)."""
+    if get_redis().set(queued_key(partition), 1, nx=True,
+                       ex=int(settings.DRAIN_LEASE_TTL_S * 2)):
+        enqueue(partition)
+        return True
+    return False
+
+
 def schedule_drains(*, enqueue: Callable[[int], object]) -> list[int]:
     """Queue a drain per partition with lag or a batch in flight; returns those queued."""
     queued = []

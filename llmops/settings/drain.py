@@ -12,3 +12,9 @@ DRAIN_MAX_BATCH_ATTEMPTS = env("DRAIN_MAX_BATCH_ATTEMPTS", 5)
 DRAIN_INSERT_TIMEOUT_S = env("DRAIN_INSERT_TIMEOUT_S", 10.0)
 # How long a drain may take to re-read an in-flight range before giving up for now.
 DRAIN_REPLAY_READ_S = env("DRAIN_REPLAY_READ_S", 30.0)
+# A drain process's garbage collector: a batch keeps ~100,000 objects alive, and Python's
+# default (a collection every 700 allocations) then spends ~30 % of the drain's CPU walking
+# them. At the first drain the objects of the loaded app are frozen out of collections and a
+# young-generation collection waits for this many allocations (0: Python's default). Measured
+# here, 30,000 spans: 60 µs of CPU per span with the default, 43 with 50,000, 39 with none.
+DRAIN_GC_GEN0_THRESHOLD = env("DRAIN_GC_GEN0_THRESHOLD", 50_000)

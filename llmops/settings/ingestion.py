@@ -12,6 +12,7 @@ INGEST_DEGRADED_SAMPLE_RATE = env("INGEST_DEGRADED_SAMPLE_RATE", 0.01)
 INGEST_RETRY_AFTER_S = env("INGEST_RETRY_AFTER_S", 30)
 
 # Drains: one Celery task per partition, one lease per partition in Redis.
+# Spans per drain batch (about: messages, which may hold many spans, are taken whole).
 DRAIN_BATCH_SIZE = env("DRAIN_BATCH_SIZE", 5000)
 # How long a batch waits for more after its first message. Longer: fewer, larger inserts
 # (each also feeds the views on spans); shorter: lower latency at low rates. At 10,000
