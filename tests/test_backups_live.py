@@ -95,7 +95,7 @@ def test_backup_taken_while_rows_arrive_and_merge_restores_and_verifies(live_dat
     assert run.status == BackupRun.Status.SUCCEEDED, run.error
     assert run.tables["spans"]["rows"] >= 2000 and run.tables["span_content"]["rows"] >= 250
     assert run.tables["trace_index"]["rows"] > 0
-    assert set(run.views) == {"trace_index_mv", "cost_hourly_mv"}
+    assert set(run.views) == {"trace_index_mv", "cost_hourly_mv", "span_metrics_hourly_mv"}
 
     found = backups.restore(run, into=f"{live_database}_restored")
     assert {t: (f["rows"], f["checksum"]) for t, f in found.items()} == {
