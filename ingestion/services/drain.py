@@ -86,6 +86,33 @@ def tune_gc() -> None:
         gc.set_threshold(threshold, 20, 100)
 
 
+class LeaseHeartbeat:
+    """Renews a drainer's lease every third of its TTL from a thread of its own, so a batch
+    that takes longer than the TTL (a large batch, a slow server) keeps its partition; the
+    drainer renews between batches too, and checks the lease before each write. It stops at
+    `until`, so a drainer stuck for good still loses its partition."""
+
+    def __init__(self, lease: Lease, until: float) -> None:
+        self.lease, self.until = lease, until
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True,
+                                        name=f"lease-heartbeat {lease.key}")
+        self._thread.start()
+
+    def _renew(self) -> None:
+        interval = self.lease.ttl_ms / 3000
+        while not self._stopped.wait(interval) and time.monotonic() < self.until:
+            try:
+                if not self.lease.renew():
+                    return  # lost: the drainer finds out at its next write
+            except Exception:  # Redis unreachable: the drainer's own renew will say so
+                logger.warning("lease heartbeat of %s failed", self.lease.key, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
 class DrainInterrupted(Exception):
     """The batch could not be stored now; it stays in flight for the next drainer."""
 
@@ -268,24 +295,35 @@ class PartitionDrainer:
 
     def run(self, budget_s: float | None = None) -> DrainStats:
         """Drain until the budget is spent, the partition stays idle, or the lease is lost.
-        Returns within the budget plus one insert timeout (DRAIN_INSERT_TIMEOUT_S)."""
+        A batch once started is finished (a batch cut short by the budget would be read and
+        inserted again by every drain after it), and none starts that the budget cannot
+        finish, judged by the last one's time; inserts that fail are not retried past the
+        budget. Returns within the budget plus about one batch."""
         budget_s = settings.DRAIN_TASK_BUDGET_S if budget_s is None else budget_s
         tune_gc()
         self.deadline = time.monotonic() + budget_s
+        heartbeat = None
         try:
             if not self.open():
                 self.stats.stopped = "lease held elsewhere"
                 return self.stats
+            heartbeat = LeaseHeartbeat(self.lease, self.deadline + settings.DRAIN_BATCH_MAX_S)
             idle_since = time.monotonic()
+            last_batch_s = 0.0
+            drained = False
             while True:
-                if time.monotonic() > self.deadline:
+                # The first batch always runs: a drain that opened makes progress.
+                if drained and time.monotonic() + last_batch_s > self.deadline:
                     self.stats.stopped = "budget spent"
                     break
                 if not self.lease.renew():
                     self.stats.stopped = "lease lost"
                     break
+                started = time.monotonic()
+                covered = self.drain_once()
+                last_batch_s, drained = time.monotonic() - started, True
                 # Idle only counts once caught up: a fresh consumer's first fetch can be slow.
-                if self.drain_once() or not self.caught_up():
+                if covered or not self.caught_up():
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > settings.DRAIN_IDLE_EXIT_S:
                     self.stats.stopped = "idle"
@@ -294,12 +332,10 @@ class PartitionDrainer:
             self.stats.stopped = f"interrupted: {exc}"
             logger.warning("drain of partition %d interrupted: %s", self.partition, exc)
         finally:
+            if heartbeat is not None:
+                heartbeat.stop()
             self.close()
         return self.stats
-
-    def _check_deadline(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise DrainInterrupted("budget spent in the middle of a batch")
 
     def _sleep_within_budget(self, seconds: float) -> None:
         if time.monotonic() + seconds > self.deadline:
@@ -356,7 +392,8 @@ class PartitionDrainer:
         self.consumer.seek(TopicPartition(self.topic, self.partition, first))
         messages: list = []
         overshot = False
-        deadline = min(time.monotonic() + settings.DRAIN_REPLAY_READ_S, self.deadline)
+        # Not cut by the budget: a budget shorter than the read would replay it forever.
+        deadline = time.monotonic() + settings.DRAIN_REPLAY_READ_S
         while (not messages or messages[-1].offset() < last) and time.monotonic() < deadline:
             missing = last - (messages[-1].offset() if messages else first - 1)
             for message in self._consume(missing, REPLAY_POLL_S):
@@ -547,7 +584,6 @@ class PartitionDrainer:
             return
 
         def insert() -> None:
-            self._check_deadline()
             insert_client().raw_insert(table, columns, _encode_lines(rows), fmt=INSERT_FORMAT,
                                        settings={**INSERT_SETTINGS,
                                                  "insert_deduplication_token": token})
