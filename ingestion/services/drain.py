@@ -24,7 +24,13 @@ import time
 from dataclasses import dataclass, field
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
+    TopicPartition,
+)
 from django.conf import settings
 
 from ingestion.schema import (
@@ -411,18 +417,19 @@ class PartitionDrainer:
                      record.attempts)
 
     def _collect(self) -> list:
-        """A batch: about DRAIN_BATCH_SIZE spans, waiting at most DRAIN_BATCH_WAIT_MS
-        after the first message, so a trickle still makes few, larger inserts."""
+        """A batch: about DRAIN_BATCH_SIZE spans, or what came until its first message is
+        DRAIN_BATCH_WAIT_MS old, so a trickle still makes few, larger inserts. Old counts
+        from Kafka's timestamp, not from this read: messages that arrived while the last
+        batch was inserted have waited already, and go at once with what is fetched."""
         first = self._consume(1, IDLE_POLL_S)
         if not first:
             return []
         messages = first
         spans = per_message = spans_in(first[0])
-        deadline = time.monotonic() + settings.DRAIN_BATCH_WAIT_MS / 1000
+        deadline = time.monotonic() + self._wait_left(first[0])
         while spans < settings.DRAIN_BATCH_SIZE:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+            # Past the deadline still take what the consumer has fetched (no waiting).
+            remaining = max(0.0, deadline - time.monotonic())
             # Asked by message, sized by span: as many as the largest so far leaves room for.
             wanted = max(1, (settings.DRAIN_BATCH_SIZE - spans) // per_message)
             more = self._consume(wanted, remaining)
@@ -433,6 +440,17 @@ class PartitionDrainer:
             spans += sum(counts)
             per_message = max(per_message, *counts)
         return messages
+
+    @staticmethod
+    def _wait_left(message) -> float:
+        """How long a batch starting with `message` may still wait: DRAIN_BATCH_WAIT_MS less
+        the time since Kafka stamped it (never more than the whole wait, whatever the
+        producer's clock says)."""
+        wait_s = settings.DRAIN_BATCH_WAIT_MS / 1000
+        kind, stamp_ms = message.timestamp()
+        if kind == TIMESTAMP_NOT_AVAILABLE:
+            return wait_s
+        return min(wait_s, max(0.0, stamp_ms / 1000 + wait_s - time.time()))
 
     def _consume(self, count: int, wait_s: float) -> list:
         messages = []
