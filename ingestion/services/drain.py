@@ -24,7 +24,13 @@ import time
 from dataclasses import dataclass, field
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
+    TopicPartition,
+)
 from django.conf import settings
 
 from ingestion.schema import (
@@ -84,6 +90,33 @@ def tune_gc() -> None:
     if threshold and _gc_tuned.acquire(blocking=False):
         gc.freeze()
         gc.set_threshold(threshold, 20, 100)
+
+
+class LeaseHeartbeat:
+    """Renews a drainer's lease every third of its TTL from a thread of its own, so a batch
+    that takes longer than the TTL (a large batch, a slow server) keeps its partition; the
+    drainer renews between batches too, and checks the lease before each write. It stops at
+    `until`, so a drainer stuck for good still loses its partition."""
+
+    def __init__(self, lease: Lease, until: float) -> None:
+        self.lease, self.until = lease, until
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True,
+                                        name=f"lease-heartbeat {lease.key}")
+        self._thread.start()
+
+    def _renew(self) -> None:
+        interval = self.lease.ttl_ms / 3000
+        while not self._stopped.wait(interval) and time.monotonic() < self.until:
+            try:
+                if not self.lease.renew():
+                    return  # lost: the drainer finds out at its next write
+            except Exception:  # Redis unreachable: the drainer's own renew will say so
+                logger.warning("lease heartbeat of %s failed", self.lease.key, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 class DrainInterrupted(Exception):
@@ -268,24 +301,35 @@ class PartitionDrainer:
 
     def run(self, budget_s: float | None = None) -> DrainStats:
         """Drain until the budget is spent, the partition stays idle, or the lease is lost.
-        Returns within the budget plus one insert timeout (DRAIN_INSERT_TIMEOUT_S)."""
+        A batch once started is finished (a batch cut short by the budget would be read and
+        inserted again by every drain after it), and none starts that the budget cannot
+        finish, judged by the last one's time; inserts that fail are not retried past the
+        budget. Returns within the budget plus about one batch."""
         budget_s = settings.DRAIN_TASK_BUDGET_S if budget_s is None else budget_s
         tune_gc()
         self.deadline = time.monotonic() + budget_s
+        heartbeat = None
         try:
             if not self.open():
                 self.stats.stopped = "lease held elsewhere"
                 return self.stats
+            heartbeat = LeaseHeartbeat(self.lease, self.deadline + settings.DRAIN_BATCH_MAX_S)
             idle_since = time.monotonic()
+            last_batch_s = 0.0
+            drained = False
             while True:
-                if time.monotonic() > self.deadline:
+                # The first batch always runs: a drain that opened makes progress.
+                if drained and time.monotonic() + last_batch_s > self.deadline:
                     self.stats.stopped = "budget spent"
                     break
                 if not self.lease.renew():
                     self.stats.stopped = "lease lost"
                     break
+                started = time.monotonic()
+                covered = self.drain_once()
+                last_batch_s, drained = time.monotonic() - started, True
                 # Idle only counts once caught up: a fresh consumer's first fetch can be slow.
-                if self.drain_once() or not self.caught_up():
+                if covered or not self.caught_up():
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > settings.DRAIN_IDLE_EXIT_S:
                     self.stats.stopped = "idle"
@@ -294,12 +338,10 @@ class PartitionDrainer:
             self.stats.stopped = f"interrupted: {exc}"
             logger.warning("drain of partition %d interrupted: %s", self.partition, exc)
         finally:
+            if heartbeat is not None:
+                heartbeat.stop()
             self.close()
         return self.stats
-
-    def _check_deadline(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise DrainInterrupted("budget spent in the middle of a batch")
 
     def _sleep_within_budget(self, seconds: float) -> None:
         if time.monotonic() + seconds > self.deadline:
@@ -356,7 +398,8 @@ class PartitionDrainer:
         self.consumer.seek(TopicPartition(self.topic, self.partition, first))
         messages: list = []
         overshot = False
-        deadline = min(time.monotonic() + settings.DRAIN_REPLAY_READ_S, self.deadline)
+        # Not cut by the budget: a budget shorter than the read would replay it forever.
+        deadline = time.monotonic() + settings.DRAIN_REPLAY_READ_S
         while (not messages or messages[-1].offset() < last) and time.monotonic() < deadline:
             missing = last - (messages[-1].offset() if messages else first - 1)
             for message in self._consume(missing, REPLAY_POLL_S):
@@ -374,18 +417,19 @@ class PartitionDrainer:
                      record.attempts)
 
     def _collect(self) -> list:
-        """A batch: about DRAIN_BATCH_SIZE spans, waiting at most DRAIN_BATCH_WAIT_MS
-        after the first message, so a trickle still makes few, larger inserts."""
+        """A batch: about DRAIN_BATCH_SIZE spans, or what came until its first message is
+        DRAIN_BATCH_WAIT_MS old, so a trickle still makes few, larger inserts. Old counts
+        from Kafka's timestamp, not from this read: messages that arrived while the last
+        batch was inserted have waited already, and go at once with what is fetched."""
         first = self._consume(1, IDLE_POLL_S)
         if not first:
             return []
         messages = first
         spans = per_message = spans_in(first[0])
-        deadline = time.monotonic() + settings.DRAIN_BATCH_WAIT_MS / 1000
+        deadline = time.monotonic() + self._wait_left(first[0])
         while spans < settings.DRAIN_BATCH_SIZE:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+            # Past the deadline still take what the consumer has fetched (no waiting).
+            remaining = max(0.0, deadline - time.monotonic())
             # Asked by message, sized by span: as many as the largest so far leaves room for.
             wanted = max(1, (settings.DRAIN_BATCH_SIZE - spans) // per_message)
             more = self._consume(wanted, remaining)
@@ -396,6 +440,17 @@ class PartitionDrainer:
             spans += sum(counts)
             per_message = max(per_message, *counts)
         return messages
+
+    @staticmethod
+    def _wait_left(message) -> float:
+        """How long a batch starting with `message` may still wait: DRAIN_BATCH_WAIT_MS less
+        the time since Kafka stamped it (never more than the whole wait, whatever the
+        producer's clock says)."""
+        wait_s = settings.DRAIN_BATCH_WAIT_MS / 1000
+        kind, stamp_ms = message.timestamp()
+        if kind == TIMESTAMP_NOT_AVAILABLE:
+            return wait_s
+        return min(wait_s, max(0.0, stamp_ms / 1000 + wait_s - time.time()))
 
     def _consume(self, count: int, wait_s: float) -> list:
         messages = []
@@ -547,7 +602,6 @@ class PartitionDrainer:
             return
 
         def insert() -> None:
-            self._check_deadline()
             insert_client().raw_insert(table, columns, _encode_lines(rows), fmt=INSERT_FORMAT,
                                        settings={**INSERT_SETTINGS,
                                                  "insert_deduplication_token": token})

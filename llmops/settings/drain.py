@@ -18,3 +18,7 @@ DRAIN_REPLAY_READ_S = env("DRAIN_REPLAY_READ_S", 30.0)
 # young-generation collection waits for this many allocations (0: Python's default). Measured
 # here, 30,000 spans: 60 µs of CPU per span with the default, 43 with 50,000, 39 with none.
 DRAIN_GC_GEN0_THRESHOLD = env("DRAIN_GC_GEN0_THRESHOLD", 50_000)
+# A drain's lease is renewed from a thread of its own during a batch (a batch may outlast
+# the lease TTL), for at most this long past the drain's budget: a drainer stuck longer in
+# one batch (no insert, read or retry takes this long) still hands its partition back.
+DRAIN_BATCH_MAX_S = env("DRAIN_BATCH_MAX_S", 120.0)
