@@ -22,6 +22,15 @@ _VERSION_SUFFIX = re.compile(r"\s*\(version [^)]*\)\s*$")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def setting_pairs(settings: Mapping[str, str]) -> str:
+    """`name = 'value', ...` for SET or a SETTINGS clause; values are quoted, ClickHouse
+    converts them."""
+    for name in settings:
+        if not _SETTING_NAME.match(name):
+            raise ClickHouseError.new(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
+    return ", ".join(f"{name} = {quote_string(str(v))}" for name, v in settings.items())
+
+
 class ClickHouseError(Exception):
     """An error to report the way ClickHouse does: a numeric code and a message that reads
     `Code: N. DB::Exception: ... (NAME)`."""
@@ -102,11 +111,8 @@ class Session:
         """SET the request's settings; values are quoted, ClickHouse converts them."""
         if not settings:
             return
-        for name in settings:
-            if not _SETTING_NAME.match(name):
-                raise ClickHouseError.new(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
+        pairs = setting_pairs(settings)
         self._applied = list(settings)
-        pairs = ", ".join(f"{name} = {quote_string(str(v))}" for name, v in settings.items())
         self._run(f"SET {pairs}")
 
     def _restore(self, names: Iterable[str]) -> None:
