@@ -459,7 +459,17 @@ def test_insert_settings_apply_to_the_insert_alone(single):
     # Token "one" came twice and is stored once; both times parsed.
     assert client.command(f"SELECT groupArray(n), uniqExact(at) FROM (SELECT * FROM {table}"
                           " ORDER BY n)") == ["[1,2]", "1"]
-    assert client.command("SELECT getSetting('max_threads')") != 3
+    default_threads = client.command("SELECT getSetting('max_threads')")
+    assert default_threads != 3
+    # Settings stay SET between requests that send the same ones, never beyond them: a
+    # failed SET of changed values, or a request without them, sees the default again.
+    threads = "SELECT getSetting('max_threads')"
+    assert client.command(threads, settings={"max_threads": 7}) == 7
+    assert client.command(threads, settings={"max_threads": 7}) == 7
+    with pytest.raises(DatabaseError, match="UNKNOWN_SETTING"):
+        client.command(threads, settings={"max_threads": 9, "no_such_setting_xyz": 1})
+    assert client.command(threads, settings={"max_threads": 5}) == 5
+    assert client.command(threads) == default_threads
     client.close()
 
 
