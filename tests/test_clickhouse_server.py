@@ -430,6 +430,49 @@ def test_insert_deduplication_token(client):
     assert client.command(f"SELECT count() FROM {table} FINAL") == 2
 
 
+def test_insert_settings_apply_to_the_insert_alone(single):
+    """An insert's URL settings go into its own SETTINGS clause (no SET before and after):
+    format settings and the dedup token still apply, an unknown name is still refused, an
+    insert with a SETTINGS clause of its own gets them too, and nothing outlives it."""
+    client = single.client()
+    client.command("CREATE DATABASE IF NOT EXISTS t")
+    table = _table("insset")
+    client.command(f"CREATE TABLE {table} (n UInt64, at DateTime64(6, 'UTC'))"
+                   " ENGINE = MergeTree ORDER BY n"
+                   " SETTINGS non_replicated_deduplication_window = 10")
+    line = b'[1, "Fri, 02 Jan 2026 03:04:05 GMT"]\n'
+    insert = f"INSERT INTO {table} FORMAT JSONCompactEachRow"
+    status, body, _ = single.http("POST", "/", body=line, query=insert,
+                                  date_time_input_format="basic")
+    assert status == 400 and b"CANNOT_PARSE" in body, body
+    for _ in range(2):  # the basic format did not outlive its insert; the token applies
+        status, body, _ = single.http("POST", "/", body=line, query=insert,
+                                      insert_deduplication_token="one")
+        assert (status, body) == (200, b"")
+    status, body, _ = single.http("POST", "/", body=line, query=insert, no_such_setting_xyz=1)
+    assert status == 404 and b"UNKNOWN_SETTING" in body
+    status, body, _ = single.http(
+        "POST", "/", body=b'[2, "2026-01-02T03:04:05Z"]\n', insert_deduplication_token="two",
+        date_time_input_format="best_effort", max_threads=3,
+        query=f"INSERT INTO {table} SETTINGS max_insert_threads = 1 FORMAT JSONCompactEachRow")
+    assert (status, body) == (200, b"")
+    # Token "one" came twice and is stored once; both times parsed.
+    assert client.command(f"SELECT groupArray(n), uniqExact(at) FROM (SELECT * FROM {table}"
+                          " ORDER BY n)") == ["[1,2]", "1"]
+    default_threads = client.command("SELECT getSetting('max_threads')")
+    assert default_threads != 3
+    # Settings stay SET between requests that send the same ones, never beyond them: a
+    # failed SET of changed values, or a request without them, sees the default again.
+    threads = "SELECT getSetting('max_threads')"
+    assert client.command(threads, settings={"max_threads": 7}) == 7
+    assert client.command(threads, settings={"max_threads": 7}) == 7
+    with pytest.raises(DatabaseError, match="UNKNOWN_SETTING"):
+        client.command(threads, settings={"max_threads": 9, "no_such_setting_xyz": 1})
+    assert client.command(threads, settings={"max_threads": 5}) == 5
+    assert client.command(threads) == default_threads
+    client.close()
+
+
 def test_settings_and_database_do_not_leak(single):
     client = single.client()
     default_threads = client.command("SELECT getSetting('max_threads')")

@@ -22,6 +22,15 @@ _VERSION_SUFFIX = re.compile(r"\s*\(version [^)]*\)\s*$")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def setting_pairs(settings: Mapping[str, str]) -> str:
+    """`name = 'value', ...` for SET or a SETTINGS clause; values are quoted, ClickHouse
+    converts them."""
+    for name in settings:
+        if not _SETTING_NAME.match(name):
+            raise ClickHouseError.new(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
+    return ", ".join(f"{name} = {quote_string(str(v))}" for name, v in settings.items())
+
+
 class ClickHouseError(Exception):
     """An error to report the way ClickHouse does: a numeric code and a message that reads
     `Code: N. DB::Exception: ... (NAME)`."""
@@ -83,7 +92,10 @@ class Session:
         self.conn = conn
         self.database: str | None = "default"
         self._baseline = baseline  # settings a fresh connection already has changed
-        self._applied: list[str] = []
+        # Request settings left SET on the connection: clickhouse-connect sends the same few
+        # with every request, so each request SETs only what differs from the last one and
+        # puts back what it does not name (two chDB queries less per request, ~3 ms CPU).
+        self._applied: dict[str, str] = {}
         self._dirty = False  # a user SET ran: compare everything with the baseline
 
     def _run(self, sql: str, fmt: str = "TabSeparated", params: Mapping[str, str] | None = None):
@@ -98,16 +110,22 @@ class Session:
             self._run(f"USE {quote_identifier(database)}")
             self.database = database
 
-    def apply(self, settings: Mapping[str, str]) -> None:
-        """SET the request's settings; values are quoted, ClickHouse converts them."""
-        if not settings:
-            return
-        for name in settings:
-            if not _SETTING_NAME.match(name):
-                raise ClickHouseError.new(115, "UNKNOWN_SETTING", f"Unknown setting '{name}'")
-        self._applied = list(settings)
-        pairs = ", ".join(f"{name} = {quote_string(str(v))}" for name, v in settings.items())
-        self._run(f"SET {pairs}")
+    def apply(self, settings: Mapping[str, str], *, in_query: bool = False) -> None:
+        """Make the connection's settings the baseline plus `settings`; with `in_query` the
+        statement carries `settings` in its own SETTINGS clause, so only the names it does
+        not carry are put back."""
+        wanted = {name: str(value) for name, value in settings.items()}
+        setting_pairs(wanted)  # refuse a malformed name before anything changes
+        stale = [name for name in self._applied if name not in wanted]
+        if stale:
+            for name in stale:
+                del self._applied[name]
+            self._put_back(stale)
+        changed = {n: v for n, v in wanted.items() if self._applied.get(n) != v}
+        if changed and not in_query:
+            # A SET that fails changes nothing: _applied stays true.
+            self._run(f"SET {setting_pairs(changed)}")
+            self._applied.update(changed)
 
     def _restore(self, names: Iterable[str]) -> None:
         pairs = [
@@ -117,20 +135,7 @@ class Session:
         if pairs:
             self._run("SET " + ", ".join(pairs))
 
-    def reset(self) -> None:
-        """Put back every setting this request changed."""
-        names, self._applied = self._applied, []
-        if self._dirty:
-            changed = self._run(
-                "SELECT name, value FROM system.settings WHERE changed", "JSONEachRow"
-            ).bytes()
-            rows = (json.loads(line) for line in changed.splitlines())
-            # `database` follows USE, which use() tracks and sets per request anyway.
-            names += [
-                r["name"] for r in rows
-                if r["name"] != "database" and self._baseline.get(r["name"]) != r["value"]
-            ]
-            self._dirty = False
+    def _put_back(self, names: list[str]) -> None:
         try:
             self._restore(dict.fromkeys(names))
         except ClickHouseError:
@@ -139,6 +144,23 @@ class Session:
             for name in names:
                 with suppress(ClickHouseError):
                     self._restore([name])
+
+    def reset(self) -> None:
+        """After a user SET, put back every setting that differs from the baseline (request
+        settings stay applied otherwise: `apply` diffs the next request's against them)."""
+        if not self._dirty:
+            return
+        changed = self._run(
+            "SELECT name, value FROM system.settings WHERE changed", "JSONEachRow"
+        ).bytes()
+        rows = (json.loads(line) for line in changed.splitlines())
+        # `database` follows USE, which use() tracks and sets per request anyway.
+        names = list(self._applied) + [
+            r["name"] for r in rows
+            if r["name"] != "database" and self._baseline.get(r["name"]) != r["value"]
+        ]
+        self._applied, self._dirty = {}, False
+        self._put_back(list(dict.fromkeys(names)))
 
     def query(self, sql: str, fmt: str, params: Mapping[str, str]) -> Result:
         keyword = first_keyword(sql)
@@ -273,12 +295,14 @@ class Engine:
         self._sessions.clear()
 
     @contextmanager
-    def session(self, database: str, settings: Mapping[str, str]) -> Iterator[Session]:
-        """Borrow a connection, switched to `database` with `settings` applied for this use."""
+    def session(self, database: str, settings: Mapping[str, str], *,
+                in_query: bool = False) -> Iterator[Session]:
+        """Borrow a connection, switched to `database` with `settings` applied for this use
+        (`in_query`: the statement carries them in its SETTINGS clause)."""
         session = self._pool.get()
         try:
             session.use(database)
-            session.apply(settings)
+            session.apply(settings, in_query=in_query)
             yield session
         finally:
             try:

@@ -4,6 +4,7 @@ import base64
 import hmac
 import json
 import logging
+import re
 import select
 import socket
 import tempfile
@@ -21,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import lz4.frame
 
-from llmops.chserver.engine import ClickHouseError, Engine, Result
+from llmops.chserver.engine import ClickHouseError, Engine, Result, setting_pairs
 from llmops.chserver.sql import (
     NEED_MORE,
     InsertWithData,
@@ -49,6 +50,8 @@ HTTP_ONLY = frozenset({
     "cancel_http_readonly_queries_on_client_close", "add_http_cors_header",
 })
 HTTP_ONLY_PREFIXES = ("http_", "param_")
+# An INSERT that already has its SETTINGS clause gets the URL's settings by SET instead.
+_SETTINGS_CLAUSE = re.compile(r"\bSETTINGS\b", re.IGNORECASE)
 
 # Statements that answer with a result set even when it is empty (X-ClickHouse-Format).
 RESULT_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
@@ -324,14 +327,20 @@ class Handler(BaseHTTPRequestHandler):
             # Receive the whole body before borrowing a chDB connection, so a slow client
             # holds none; an anonymous temp file leaves nothing behind, even after a crash.
             spool_dir = self.server.tmp_dir
+            statement, in_query = insert.statement, False
+            if settings and not _SETTINGS_CLAUSE.search(statement):
+                # The insert's own SETTINGS clause rather than SET: a dedup token differs on
+                # every insert, and SET (then SET back) costs a chDB query (~1.5 ms CPU) each.
+                statement = f"{statement} SETTINGS {setting_pairs(settings)}"
+                in_query = True
             with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=spool_dir) as spool:
                 spool.write(memoryview(buf)[insert.data_start :])
                 del buf
                 for chunk in body.chunks:
                     spool.write(chunk)
                 spool.seek(0)
-                with engine.session(database, settings) as session:
-                    result = session.insert(insert.statement, insert.fmt, _pieces(spool))
+                with engine.session(database, settings, in_query=in_query) as session:
+                    result = session.insert(statement, insert.fmt, _pieces(spool))
             return result, None
 
         for chunk in body.chunks:
