@@ -229,8 +229,8 @@ def encoded_messages(run: str, count: int) -> list[tuple[bytes, bytes]]:
 def bench_api(key: str, seconds: int = 8) -> None:
     # The OTLP body's ids: which partitions a request's traces hash to changes the API's cost
     # (each is a batch to produce and to acknowledge); with ids of their own the JSON body's
-    # 10 traces fell on 5 of 12 partitions and the OTLP body's on 8, a gap of 19% that was
-    # neither door's.
+    # 10 traces fell on 5 of 12 partitions and the OTLP body's on 8: about 2 us more of the
+    # API's CPU per span (measured in-process), which was not the door's.
     body = request_body("api", 0, otlp_ids=True)
     print(f"API: {SPANS_PER_REQUEST} spans per request, {len(body) / SPANS_PER_REQUEST:.0f} "
           f"bytes per span, one gunicorn sync worker (one core), wrk -c4 for {seconds}s "
