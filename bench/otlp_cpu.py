@@ -35,7 +35,7 @@ def before_accept() -> None:
     from ingestion.otlp.export import map_decoded, read_protobuf
     from ingestion.views import parse_spans
 
-    json_body, otlp_body = request_body("cpu", 0), otlp_request_body("cpu", 0)
+    json_body, otlp_body = request_body("cpu", 0, otlp_ids=True), otlp_request_body("cpu", 0)
     figures = {
         "JSON door: parse_spans (orjson)": lambda: parse_spans(json_body),
         f"OTLP door: decode + map ({reader.NAME} reader)": lambda: read_protobuf(otlp_body),
@@ -61,8 +61,8 @@ def api() -> None:
     )
 
     key = bench_org()
-    doors = {"JSON door (POST /api/v1/spans)": ("/api/v1/spans", request_body("cpu", 0),
-                                                "application/json"),
+    json_body = request_body("cpu", 0, otlp_ids=True)  # the OTLP body's ids: see bench_api
+    doors = {"JSON door (POST /api/v1/spans)": ("/api/v1/spans", json_body, "application/json"),
              "OTLP protobuf door (POST /v1/traces)": ("/v1/traces", otlp_request_body("cpu", 0),
                                                       "application/x-protobuf")}
     process = start_api(workers=1)
