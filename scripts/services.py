@@ -961,15 +961,20 @@ def down(name: str) -> str:
 BROWSER_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/bin/chromedriver": "chromium-driver"}
 
 
-def browser() -> int:
-    """Install Chromium and its driver when missing: only the browser tests need them."""
+def _install_missing(packages: dict[str, str], present: str) -> int:
+    """Install Debian's `packages` (path -> package) when missing; 1 with the error if not."""
     try:
-        ensure_commands(BROWSER_PACKAGES)
+        ensure_commands(packages)
     except ServiceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print("browser    chromium and chromedriver present", flush=True)
+    print(present, flush=True)
     return 0
+
+
+def browser() -> int:
+    """Install Chromium and its driver when missing: only the browser tests need them."""
+    return _install_missing(BROWSER_PACKAGES, "browser    chromium and chromedriver present")
 
 
 # Several API processes behind a load balancer (API_INSTANCES > 1, tests/test_load_balancer.py).
@@ -978,13 +983,7 @@ HAPROXY_PACKAGES = {"/usr/sbin/haproxy": "haproxy"}
 
 def haproxy() -> int:
     """Install Debian's HAProxy when missing: only API_INSTANCES > 1 and its tests need it."""
-    try:
-        ensure_commands(HAPROXY_PACKAGES)
-    except ServiceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print("haproxy    /usr/sbin/haproxy present", flush=True)
-    return 0
+    return _install_missing(HAPROXY_PACKAGES, "haproxy    /usr/sbin/haproxy present")
 
 
 def main(argv: list[str]) -> int:
